@@ -1,0 +1,251 @@
+//! [`HmacFrameCodec`]: the frame format, in one place.
+//!
+//! Every message on a secure link is one frame, carried inside TLS:
+//!
+//! ```text
+//! +----------------------+---------------------------+----------------------------------+
+//! | length: u32, BE      | payload: `length` bytes   | tag: HMAC-SHA256(key, payload)   |
+//! | LENGTH_LEN = 4 bytes |                           | TAG_LEN = 32 bytes               |
+//! +----------------------+---------------------------+----------------------------------+
+//! ```
+//!
+//! `length` counts the payload only (not the tag, not itself). An empty
+//! payload is a valid frame of 36 bytes.
+//!
+//! # Decoder contract
+//!
+//! * A partial frame returns `Ok(None)`; frames split at any byte boundary
+//!   decode the same.
+//! * A declared length over [`HmacFrameCodec::max_frame_len`] is
+//!   [`LinkError::FrameTooLarge`], raised as soon as the 4 length bytes are
+//!   in, before any memory is reserved for the payload. While a frame
+//!   arrives, the decoder asks for at most 128 KiB beyond the bytes
+//!   received, so the read buffer follows what the peer actually sent
+//!   (at most about twice that, plus 128 KiB), never the declared length.
+//! * A tag that does not verify (compared in constant time) is
+//!   [`LinkError::InvalidHmac`]; the payload is not returned.
+//! * At end of input, leftover bytes of an incomplete frame are
+//!   [`LinkError::Truncated`], never a partial message.
+//!
+//! After an error the codec's state is unspecified; `Framed` (and every
+//! type of this crate) ends the stream after yielding the first error.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use secure_link::HmacFrameCodec;
+//! use tokio_util::codec::{Decoder, Encoder};
+//!
+//! let mut codec = HmacFrameCodec::new(&b"shared key"[..]);
+//! let mut wire = BytesMut::new();
+//! codec.encode(Bytes::from_static(b"hello"), &mut wire)?;
+//! assert_eq!(wire.len(), 4 + 5 + 32);
+//! assert_eq!(&wire[..9], b"\x00\x00\x00\x05hello");
+//!
+//! assert_eq!(codec.decode(&mut wire)?, Some(Bytes::from_static(b"hello")));
+//! assert!(wire.is_empty());
+//! # Ok::<(), secure_link::LinkError>(())
+//! ```
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::{HmacKey, LinkError};
+
+/// Bytes of the big-endian `u32` length prefix of a frame.
+pub const LENGTH_LEN: usize = 4;
+
+/// Bytes of the HMAC-SHA256 tag that ends a frame.
+pub const TAG_LEN: usize = 32;
+
+/// The default maximum payload length of a frame: 8 MiB, as tokio-util's
+/// `LengthDelimitedCodec`. It counts payload bytes only.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// How far ahead of the bytes received the decoder may reserve buffer space
+/// for a frame in progress. Bounds what a length prefix alone can make a
+/// receiver allocate.
+const MAX_RESERVE_AHEAD: usize = 128 * 1024;
+
+/// The largest payload the format can describe.
+const FORMAT_MAX_FRAME_LEN: usize = u32::MAX as usize;
+
+/// A tokio-util codec for `length | payload | HMAC-SHA256(key, payload)`
+/// frames; see the [module documentation](self) for the format and the
+/// decoder's contract.
+///
+/// Use it with [`tokio_util::codec::Framed`] over any byte stream; the
+/// [`SecureConnector`](crate::SecureConnector) and
+/// [`SecureAcceptor`](crate::SecureAcceptor) do so over TLS for you.
+///
+/// The codec keys HMAC-SHA256 once and clones the keyed state for each
+/// frame, so per-message cost is the hash of the payload and nothing else.
+#[derive(Clone)]
+pub struct HmacFrameCodec {
+    /// HMAC state keyed once; cloned per frame.
+    keyed: Hmac<Sha256>,
+    max_frame_len: usize,
+    read: ReadState,
+}
+
+/// Where the decoder is in the current frame. The write path has no state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadState {
+    /// Waiting for the 4 length bytes.
+    Head,
+    /// The length was read; waiting for `payload_len` bytes and the tag.
+    Body { payload_len: usize },
+}
+
+impl HmacFrameCodec {
+    /// A codec for frames authenticated with `key`, with the default
+    /// maximum payload length ([`DEFAULT_MAX_FRAME_LEN`]).
+    pub fn new(key: impl Into<HmacKey>) -> Self {
+        let key = key.into();
+        Self::from_key(&key)
+    }
+
+    pub(crate) fn from_key(key: &HmacKey) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = match <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
+        };
+        HmacFrameCodec {
+            keyed,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            read: ReadState::Head,
+        }
+    }
+
+    /// Sets the largest payload, in bytes, that this codec encodes or
+    /// accepts. Values above `u32::MAX` (what the format can describe) are
+    /// capped to it.
+    pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
+        self.max_frame_len = max_frame_len.min(FORMAT_MAX_FRAME_LEN);
+        self
+    }
+
+    /// The largest payload, in bytes, that this codec encodes or accepts.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Appends one frame carrying `payload` to `dst`.
+    ///
+    /// This is what `Encoder::encode` does, for callers holding a slice
+    /// rather than [`Bytes`].
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::FrameTooLarge`] if `payload` is longer than
+    /// [`max_frame_len`](Self::max_frame_len); nothing is written then.
+    pub fn encode_slice(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), LinkError> {
+        if payload.len() > self.max_frame_len {
+            return Err(self.too_large(payload.len()));
+        }
+        // Checked by the line above: max_frame_len <= u32::MAX.
+        let len = payload.len() as u32;
+        dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
+        dst.put_u32(len);
+        dst.extend_from_slice(payload);
+        dst.extend_from_slice(&self.tag(payload));
+        Ok(())
+    }
+
+    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.keyed.clone();
+        mac.update(payload);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn verify(&self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
+        let mut mac = self.keyed.clone();
+        mac.update(payload);
+        // Constant-time comparison.
+        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)
+    }
+
+    fn too_large(&self, len: usize) -> LinkError {
+        LinkError::FrameTooLarge {
+            len: len as u64,
+            max: self.max_frame_len as u64,
+        }
+    }
+}
+
+impl Encoder<Bytes> for HmacFrameCodec {
+    type Error = LinkError;
+
+    /// Appends one frame carrying `item` to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::FrameTooLarge`] if `item` is longer than
+    /// [`max_frame_len`](HmacFrameCodec::max_frame_len); nothing is written
+    /// then.
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
+        self.encode_slice(&item, dst)
+    }
+}
+
+impl Decoder for HmacFrameCodec {
+    type Item = Bytes;
+    type Error = LinkError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
+        let payload_len = match self.read {
+            ReadState::Body { payload_len } => payload_len,
+            ReadState::Head => {
+                let Some(head) = src.get(..LENGTH_LEN) else {
+                    return Ok(None);
+                };
+                let declared = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+                let payload_len = declared as usize;
+                if payload_len > self.max_frame_len {
+                    return Err(self.too_large(payload_len));
+                }
+                src.advance(LENGTH_LEN);
+                self.read = ReadState::Body { payload_len };
+                payload_len
+            }
+        };
+
+        let frame_rest = payload_len + TAG_LEN;
+        if src.len() < frame_rest {
+            // Grow in bounded steps: a length prefix alone must not commit
+            // memory the peer never sends.
+            let missing = frame_rest - src.len();
+            src.reserve(missing.min(MAX_RESERVE_AHEAD));
+            return Ok(None);
+        }
+
+        self.verify(&src[..payload_len], &src[payload_len..frame_rest])?;
+        let payload = src.split_to(payload_len).freeze();
+        src.advance(TAG_LEN);
+        self.read = ReadState::Head;
+        Ok(Some(payload))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() && self.read == ReadState::Head => Ok(None),
+            None => Err(LinkError::Truncated),
+        }
+    }
+}
+
+impl fmt::Debug for HmacFrameCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacFrameCodec")
+            .field("max_frame_len", &self.max_frame_len)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,124 @@
+//! [`LinkError`]: every way a secure link can fail.
+
+use std::io;
+
+use tokio_rustls::rustls;
+
+/// Everything that can go wrong on a secure link, from configuration to the
+/// last frame.
+///
+/// Protocol failures keep their own variants so callers can tell a forged
+/// frame ([`LinkError::InvalidHmac`]) from a dropped connection
+/// ([`LinkError::Truncated`]) or a certificate problem ([`LinkError::Tls`]).
+///
+/// For code that lives in `std::io`, `LinkError` converts into
+/// [`io::Error`] and back without losing the variant: an `io::Error` made
+/// from a `LinkError` turns into the same `LinkError` again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// A frame's HMAC-SHA256 tag did not verify against the shared key.
+    ///
+    /// The sender does not hold the key (or the frame was altered). The link
+    /// accepts no further frames after this error: a stream that yields it
+    /// ends.
+    #[error("invalid HMAC: the frame's tag does not match the shared key")]
+    InvalidHmac,
+
+    /// A frame's payload is longer than the configured maximum.
+    ///
+    /// Raised by the decoder as soon as a too-large length prefix arrives
+    /// (before any memory is reserved for it), and by the encoder for a
+    /// payload that may not be sent (nothing is written in that case).
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    FrameTooLarge {
+        /// The payload length that was declared or offered.
+        len: u64,
+        /// The maximum payload length in force.
+        max: u64,
+    },
+
+    /// TLS failed: the handshake, a certificate check (unknown issuer, name
+    /// mismatch, expiry), or a corrupted record. Keeps the rustls error.
+    #[error("TLS error: {0}")]
+    Tls(#[source] rustls::Error),
+
+    /// The configuration given was unusable: PEM without a certificate or a
+    /// key, an invalid server name, an empty or malformed HMAC key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The connection ended in the middle of a frame, or without the TLS
+    /// `close_notify` alert, so the data may have been cut short by an
+    /// attacker or a crash. No partial frame is ever delivered.
+    #[error(
+        "connection truncated: the peer went away mid-frame or without a TLS close_notify"
+    )]
+    Truncated,
+
+    /// The TLS handshake did not finish within the configured time.
+    #[error("TLS handshake timed out")]
+    HandshakeTimeout,
+
+    /// An I/O error from the underlying transport.
+    #[error("I/O error: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl LinkError {
+    pub(crate) fn config(reason: impl Into<String>) -> Self {
+        LinkError::Config(reason.into())
+    }
+}
+
+impl From<io::Error> for LinkError {
+    /// Recovers the typed cause where there is one: a `LinkError` that was
+    /// turned into an `io::Error`, a `rustls::Error` wrapped by tokio-rustls,
+    /// or an unexpected EOF (which rustls reports for a missing
+    /// `close_notify`).
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::UnexpectedEof {
+            return LinkError::Truncated;
+        }
+        let typed = err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<LinkError>() || inner.is::<rustls::Error>());
+        if !typed {
+            return LinkError::Io(err);
+        }
+        let kind = err.kind();
+        let Some(inner) = err.into_inner() else {
+            return LinkError::Io(kind.into());
+        };
+        match inner.downcast::<LinkError>() {
+            Ok(link) => *link,
+            Err(inner) => match inner.downcast::<rustls::Error>() {
+                Ok(tls) => LinkError::Tls(*tls),
+                Err(other) => LinkError::Io(io::Error::new(kind, other)),
+            },
+        }
+    }
+}
+
+impl From<rustls::Error> for LinkError {
+    fn from(err: rustls::Error) -> Self {
+        LinkError::Tls(err)
+    }
+}
+
+impl From<LinkError> for io::Error {
+    /// Keeps the `LinkError` inside, so converting back gives the same
+    /// variant; `LinkError::Io` is simply unwrapped.
+    fn from(err: LinkError) -> Self {
+        let kind = match err {
+            LinkError::Io(io) => return io,
+            LinkError::InvalidHmac | LinkError::FrameTooLarge { .. } | LinkError::Tls(_) => {
+                io::ErrorKind::InvalidData
+            }
+            LinkError::Config(_) => io::ErrorKind::InvalidInput,
+            LinkError::Truncated => io::ErrorKind::UnexpectedEof,
+            LinkError::HandshakeTimeout => io::ErrorKind::TimedOut,
+        };
+        io::Error::new(kind, err)
+    }
+}

@@ -1,0 +1,131 @@
+//! [`HmacKey`]: the pre-shared key that authorises a client.
+
+use std::fmt;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::LinkError;
+
+/// Length in bytes of a key made by [`HmacKey::generate`].
+pub const GENERATED_KEY_LEN: usize = 32;
+
+/// The pre-shared HMAC-SHA256 key both ends of a link hold.
+///
+/// The bytes are wiped from memory when the key is dropped, and `Debug`
+/// prints only the length, never the key:
+///
+/// ```
+/// use secure_link::HmacKey;
+///
+/// let key = HmacKey::from(&b"secret"[..]);
+/// assert_eq!(format!("{key:?}"), "HmacKey { len: 6, .. }");
+/// let hex = key.to_hex();
+/// assert_eq!(HmacKey::from_hex(&hex)?.as_bytes(), b"secret");
+/// # Ok::<(), secure_link::LinkError>(())
+/// ```
+///
+/// Any length is accepted (the lab that this crate grew out of uses 2-byte
+/// keys); HMAC-SHA256 keys of 32 random bytes, as made by
+/// [`HmacKey::generate`], are what you should use. An empty key is
+/// accepted by `From` (HMAC defines it) but refused by
+/// [`HmacKey::from_hex`], which reads keys typed or stored by people.
+#[derive(Clone)]
+pub struct HmacKey(Zeroizing<Vec<u8>>);
+
+impl HmacKey {
+    /// A new key of [`GENERATED_KEY_LEN`] bytes from the operating system's
+    /// secure random number generator (through the crate's rustls crypto
+    /// provider).
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Config`] if the random number generator fails.
+    pub fn generate() -> Result<Self, LinkError> {
+        let mut bytes = Zeroizing::new(vec![0u8; GENERATED_KEY_LEN]);
+        crate::tls::provider()
+            .secure_random
+            .fill(&mut bytes)
+            .map_err(|_| LinkError::config("the system random number generator failed"))?;
+        Ok(HmacKey(bytes))
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The key's length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the key is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parses a key written as hexadecimal digits (either case); whitespace
+    /// around it, such as a file's final newline, is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Config`] for an empty string, an odd number of digits or
+    /// a character that is not a hex digit. The message never contains the
+    /// input.
+    pub fn from_hex(hex: &str) -> Result<Self, LinkError> {
+        let hex = hex.trim();
+        if hex.is_empty() {
+            return Err(LinkError::config("the HMAC key is empty"));
+        }
+        let bytes = hex::decode(hex).map_err(|err| {
+            LinkError::config(format!("the HMAC key is not valid hexadecimal: {err}"))
+        })?;
+        Ok(HmacKey(Zeroizing::new(bytes)))
+    }
+
+    /// The key as lowercase hexadecimal digits, two per byte.
+    ///
+    /// The returned `String` is a copy of the secret that is not wiped on
+    /// drop; write it where it is needed and let it go.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.as_bytes())
+    }
+}
+
+impl From<&[u8]> for HmacKey {
+    fn from(bytes: &[u8]) -> Self {
+        HmacKey(Zeroizing::new(bytes.to_vec()))
+    }
+}
+
+impl From<Vec<u8>> for HmacKey {
+    fn from(bytes: Vec<u8>) -> Self {
+        HmacKey(Zeroizing::new(bytes))
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for HmacKey {
+    fn from(bytes: &[u8; N]) -> Self {
+        HmacKey::from(&bytes[..])
+    }
+}
+
+impl From<&HmacKey> for HmacKey {
+    fn from(key: &HmacKey) -> Self {
+        key.clone()
+    }
+}
+
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacKey")
+            .field("len", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Zeroize for HmacKey {
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}

@@ -1,0 +1,242 @@
+//! The server end: [`SecureAcceptor`] makes a [`SecureServer`].
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Sink, Stream, stream::FusedStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
+use tokio_util::codec::Framed;
+
+use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
+
+/// How long, by default, a client has to complete its TLS handshake (see
+/// [`SecureAcceptor::with_handshake_timeout`]).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts secure links from clients: TLS 1.3 with the server's certificate,
+/// then frames whose HMAC tag proves the client holds the shared key.
+///
+/// Cheap to clone; one acceptor serves any number of connections.
+///
+/// ```no_run
+/// use futures::{SinkExt, StreamExt};
+/// use secure_link::SecureAcceptor;
+/// # async fn run(chain_pem: &str, key_pem: &str, hmac: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+/// let acceptor = SecureAcceptor::new(chain_pem, key_pem, hmac)?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     let acceptor = acceptor.clone();
+///     tokio::spawn(async move {
+///         let mut server = acceptor.accept(tcp).await?;
+///         while let Some(message) = server.next().await {
+///             println!("{:?}", message?);
+///         }
+///         server.close().await // answer the client's close_notify
+///         # ; Ok::<(), secure_link::LinkError>(())
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SecureAcceptor {
+    config: Arc<rustls::ServerConfig>,
+    codec: HmacFrameCodec,
+    handshake_timeout: Duration,
+}
+
+impl SecureAcceptor {
+    /// An acceptor presenting `cert_chain_pem` with `private_key_pem` (see
+    /// [`tls::server_config`]) and accepting frames signed with `hmac_key`.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Config`] for unusable PEM or an empty key;
+    /// [`LinkError::Tls`] if rustls rejects the certificate or key.
+    pub fn new(
+        cert_chain_pem: &str,
+        private_key_pem: &str,
+        hmac_key: impl Into<HmacKey>,
+    ) -> Result<Self, LinkError> {
+        let key = hmac_key.into();
+        if key.is_empty() {
+            return Err(LinkError::config("the HMAC key is empty"));
+        }
+        let config = tls::server_config(cert_chain_pem, private_key_pem)?;
+        Ok(Self::from_config(config, key))
+    }
+
+    /// An acceptor using a rustls configuration you built yourself.
+    ///
+    /// The configuration is used as given. Consider
+    /// `send_tls13_tickets = 0` (as [`tls::server_config`] sets): session
+    /// tickets left unread by a write-only client can make its close reset
+    /// the connection.
+    pub fn from_config(config: Arc<rustls::ServerConfig>, hmac_key: impl Into<HmacKey>) -> Self {
+        SecureAcceptor {
+            config,
+            codec: HmacFrameCodec::new(hmac_key),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Sets the largest payload, in bytes, the server accepts or sends
+    /// (default [`DEFAULT_MAX_FRAME_LEN`](crate::DEFAULT_MAX_FRAME_LEN)).
+    pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
+        self.codec = self.codec.with_max_frame_len(max_frame_len);
+        self
+    }
+
+    /// Sets how long a client has to complete the TLS handshake (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Runs the TLS handshake over `io`, within the handshake timeout.
+    ///
+    /// Needs a Tokio runtime with its timer enabled. Cancelling the future
+    /// drops the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::HandshakeTimeout`] when the client is too slow;
+    /// [`LinkError::Tls`] when the handshake fails; [`LinkError::Truncated`]
+    /// or [`LinkError::Io`] when the connection fails.
+    pub async fn accept<IO>(&self, io: IO) -> Result<SecureServer<IO>, LinkError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let handshake = TlsAcceptor::from(self.config.clone()).accept(io);
+        let stream = tokio::time::timeout(self.handshake_timeout, handshake)
+            .await
+            .map_err(|_| LinkError::HandshakeTimeout)??;
+        Ok(SecureServer {
+            framed: link::framed(stream, self.codec.clone()),
+            terminated: false,
+        })
+    }
+}
+
+impl fmt::Debug for SecureAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecureAcceptor")
+            .field("codec", &self.codec)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server end of a secure link: a [`Stream`] of the client's
+/// authenticated messages and a [`Sink`] for replies.
+///
+/// The stream yields each message whose tag verifies, in order. It ends
+/// with `None` when the client closes cleanly (TLS `close_notify` at a frame
+/// boundary). It yields one error and then ends when a tag does not verify
+/// ([`LinkError::InvalidHmac`]: that client gets no further hearing), a
+/// frame is too large, or the connection is cut
+/// ([`LinkError::Truncated`]). A partial or forged message is never
+/// yielded.
+///
+/// When the stream has ended, call `close()`: it answers the client's
+/// `close_notify` with the server's own, which TLS clients such as
+/// OpenSSL's expect.
+///
+/// ```no_run
+/// use futures::{SinkExt, StreamExt};
+/// # async fn run(mut server: secure_link::SecureServer<tokio::net::TcpStream>) -> Result<(), secure_link::LinkError> {
+/// while let Some(message) = server.next().await {
+///     server.send(message?).await?; // echo
+/// }
+/// server.close().await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Cancellation safety
+///
+/// `next()` is cancellation safe; `send()` is not (a dropped `send` future
+/// may or may not have sent its message).
+pub struct SecureServer<IO> {
+    framed: Framed<TlsStream<IO>, HmacFrameCodec>,
+    /// The stream yielded an error or its end; it yields `None` from now on.
+    terminated: bool,
+}
+
+impl<IO> SecureServer<IO> {
+    /// The transport and the rustls connection (negotiated cipher suite and
+    /// key-exchange group, server name the client asked for, ...).
+    pub fn get_ref(&self) -> (&IO, &rustls::ServerConnection) {
+        self.framed.get_ref().get_ref()
+    }
+
+    /// Mutable access to the transport and the rustls connection. Reading
+    /// or writing through them corrupts the link.
+    pub fn get_mut(&mut self) -> (&mut IO, &mut rustls::ServerConnection) {
+        self.framed.get_mut().get_mut()
+    }
+
+    /// The TLS stream underneath. Frames buffered for reading or writing are
+    /// lost: flush first.
+    pub fn into_inner(self) -> TlsStream<IO> {
+        self.framed.into_inner()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureServer<IO> {
+    type Item = Result<Bytes, LinkError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.terminated {
+            return Poll::Ready(None);
+        }
+        let item = ready!(Pin::new(&mut self.framed).poll_next(cx));
+        if !matches!(item, Some(Ok(_))) {
+            self.terminated = true;
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> FusedStream for SecureServer<IO> {
+    fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
+    type Error = LinkError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        Pin::new(&mut self.framed).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
+        Pin::new(&mut self.framed).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        Pin::new(&mut self.framed).poll_flush(cx)
+    }
+
+    /// Flushes, sends `close_notify` and shuts down the transport's write
+    /// side.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        Pin::new(&mut self.framed).poll_close(cx)
+    }
+}
+
+impl<IO: fmt::Debug> fmt::Debug for SecureServer<IO> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecureServer")
+            .field("io", self.framed.get_ref().get_ref().0)
+            .field("codec", self.framed.codec())
+            .field("terminated", &self.terminated)
+            .finish_non_exhaustive()
+    }
+}

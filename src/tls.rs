@@ -1,0 +1,125 @@
+//! TLS configuration: PEM in, rustls `ClientConfig` / `ServerConfig` out.
+//!
+//! Both configurations allow TLS 1.3 only and are built with an explicit
+//! crypto provider ([`provider`]), never rustls' process-wide default, so
+//! the crate keeps working in an application that compiles in both of
+//! rustls' providers (where `ClientConfig::builder()` would panic).
+//!
+//! Provider choice is a cargo feature: `aws-lc-rs` (the default) or `ring`;
+//! with both enabled, aws-lc-rs is used. With aws-lc-rs the post-quantum
+//! hybrid key exchange X25519MLKEM768 is offered first, so two ends built
+//! with this crate negotiate it; X25519, P-256 and P-384 remain for other
+//! peers.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::ClientConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::ServerConfig;
+use rustls::{RootCertStore, version};
+use tokio_rustls::rustls;
+
+use crate::LinkError;
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("secure-link needs a crypto provider: enable the `aws-lc-rs` or the `ring` feature");
+
+/// The rustls crypto provider every configuration of this crate is built
+/// with (chosen by cargo feature; see the [module docs](self)).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(build_provider())).clone()
+}
+
+#[cfg(feature = "aws-lc-rs")]
+fn build_provider() -> CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    CryptoProvider {
+        // Post-quantum hybrid first: rustls only prefers it with its
+        // `prefer-post-quantum` feature, which we do not rely on.
+        kx_groups: vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ],
+        ..aws_lc_rs::default_provider()
+    }
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn build_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// A TLS 1.3 client configuration that trusts the root certificates in
+/// `root_cert_pem` (one or more `CERTIFICATE` blocks) and nothing else.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if the PEM holds no certificate or cannot be
+/// parsed; [`LinkError::Tls`] if rustls rejects a certificate.
+pub fn client_config(root_cert_pem: &str) -> Result<Arc<ClientConfig>, LinkError> {
+    let mut roots = RootCertStore::empty();
+    for cert in parse_certs(root_cert_pem, "root certificate")? {
+        roots.add(cert)?;
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TLS 1.3 server configuration presenting `cert_chain_pem` (the server's
+/// certificate first, then any intermediates) with `private_key_pem`
+/// (PKCS#8, PKCS#1 RSA or SEC1 EC).
+///
+/// The server sends no TLS 1.3 session tickets: a client that only writes
+/// would leave them unread, and closing a socket with unread data resets the
+/// connection, which can destroy the tail of what it sent.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if either PEM holds no certificate / key or cannot
+/// be parsed; [`LinkError::Tls`] if rustls rejects the pair (for instance a
+/// key that does not match the certificate).
+pub fn server_config(
+    cert_chain_pem: &str,
+    private_key_pem: &str,
+) -> Result<Arc<ServerConfig>, LinkError> {
+    let chain = parse_certs(cert_chain_pem, "certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes()).map_err(|err| {
+        LinkError::config(format!("no usable private key in the private key PEM: {err}"))
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// Parses a DNS name or an IP address into a rustls `ServerName`.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if `name` is neither.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, LinkError> {
+    ServerName::try_from(name.to_owned())
+        .map_err(|_| LinkError::config(format!("invalid server name {name:?}")))
+}
+
+fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, LinkError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| LinkError::config(format!("cannot parse the {what} PEM: {err}")))?;
+    if certs.is_empty() {
+        return Err(LinkError::config(format!(
+            "no CERTIFICATE block in the {what} PEM"
+        )));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,355 @@
+//! HmacFrameCodec against the wire format, byte by byte.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use proptest::prelude::*;
+use secure_link::{DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, HmacKey, LENGTH_LEN, LinkError, TAG_LEN};
+use sha2::Sha256;
+use tokio_util::codec::{Decoder, Encoder, FramedRead};
+
+const KEY: &[u8] = b"codec test key";
+
+/// The frame for `payload`, built from the format's definition with the
+/// hmac crate directly, not with the codec.
+fn reference_frame(key: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(payload);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&mac.finalize().into_bytes());
+    frame
+}
+
+fn encode_all(codec: &mut HmacFrameCodec, payloads: &[&[u8]]) -> BytesMut {
+    let mut wire = BytesMut::new();
+    for payload in payloads {
+        codec
+            .encode(Bytes::copy_from_slice(payload), &mut wire)
+            .unwrap();
+    }
+    wire
+}
+
+/// Feeds `wire` to a fresh decoder in the given chunk sizes (cycled),
+/// decoding after every chunk like `Framed` does, then runs `decode_eof`.
+fn decode_in_chunks(wire: &[u8], chunks: &[usize]) -> Result<Vec<Bytes>, LinkError> {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut rest = wire;
+    let mut sizes = chunks.iter().copied().cycle();
+    while !rest.is_empty() {
+        let n = sizes.next().unwrap_or(1).clamp(1, rest.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        while let Some(frame) = codec.decode(&mut buf)? {
+            out.push(frame);
+        }
+    }
+    while let Some(frame) = codec.decode_eof(&mut buf)? {
+        out.push(frame);
+    }
+    Ok(out)
+}
+
+#[test]
+fn encoded_bytes_are_length_payload_and_independent_hmac() {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let wire = encode_all(&mut codec, &[b"hello"]);
+    assert_eq!(wire.len(), LENGTH_LEN + 5 + TAG_LEN);
+    assert_eq!(&wire[..], &reference_frame(KEY, b"hello")[..]);
+    assert_eq!(&wire[..9], b"\x00\x00\x00\x05hello");
+}
+
+#[test]
+fn encoded_lab_key_frame_matches_known_vector() {
+    // Python: hmac.new(b"ab", b"hi", hashlib.sha256).hexdigest()
+    let mut codec = HmacFrameCodec::new(&b"ab"[..]);
+    let wire = encode_all(&mut codec, &[b"hi"]);
+    let mut expected = b"\x00\x00\x00\x02hi".to_vec();
+    expected.extend(
+        hex::decode("b40697a0443d82ed598b86a2389c261fad05339e3effa88d082559fadd12a8b5").unwrap(),
+    );
+    assert_eq!(&wire[..], &expected[..]);
+}
+
+#[test]
+fn empty_payload_is_a_36_byte_frame() {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut wire = encode_all(&mut codec, &[b""]);
+    assert_eq!(wire.len(), 36);
+    assert_eq!(&wire[..4], &[0, 0, 0, 0]);
+    assert_eq!(codec.decode(&mut wire).unwrap(), Some(Bytes::new()));
+    assert!(wire.is_empty());
+}
+
+#[test]
+fn partial_frame_decodes_to_none_until_complete() {
+    let frame = reference_frame(KEY, b"partial");
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::new();
+    for (i, byte) in frame.iter().enumerate() {
+        buf.put_u8(*byte);
+        let decoded = codec.decode(&mut buf).unwrap();
+        if i + 1 < frame.len() {
+            assert_eq!(decoded, None, "frame complete after {} bytes", i + 1);
+        } else {
+            assert_eq!(decoded, Some(Bytes::from_static(b"partial")));
+        }
+    }
+}
+
+#[test]
+fn frames_fed_byte_by_byte_decode_the_same() {
+    let payloads: [&[u8]; 4] = [b"", b"hello", &[0u8; 1000], b"a bit longer message"];
+    let mut codec = HmacFrameCodec::new(KEY);
+    let wire = encode_all(&mut codec, &payloads);
+    let decoded = decode_in_chunks(&wire, &[1]).unwrap();
+    assert_eq!(decoded, payloads);
+}
+
+#[test]
+fn declared_length_over_max_fails_before_reserving() {
+    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(1024);
+    let mut buf = BytesMut::with_capacity(8);
+    buf.put_u32(1025);
+    let err = codec.decode(&mut buf).unwrap_err();
+    assert!(matches!(err, LinkError::FrameTooLarge { len: 1025, max: 1024 }), "{err:?}");
+    assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
+}
+
+#[test]
+fn four_gib_declaration_fails_with_frame_too_large() {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+    let err = codec.decode(&mut buf).unwrap_err();
+    assert!(
+        matches!(err, LinkError::FrameTooLarge { len, max }
+            if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN as u64),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn frames_exactly_at_max_decode_and_one_over_fails() {
+    let max = 4096;
+    let at_max = vec![7u8; max];
+    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
+    let mut wire = encode_all(&mut codec, &[&at_max]);
+    assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&at_max[..]));
+
+    let mut over = BytesMut::from(&reference_frame(KEY, &vec![7u8; max + 1])[..]);
+    let err = codec.decode(&mut over).unwrap_err();
+    assert!(matches!(err, LinkError::FrameTooLarge { len: 4097, max: 4096 }), "{err:?}");
+}
+
+#[test]
+fn read_buffer_grows_in_bounded_steps_for_a_large_declared_frame() {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::new();
+    buf.put_u32(DEFAULT_MAX_FRAME_LEN as u32);
+    buf.extend_from_slice(b"only a few bytes of the body");
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    let limit = 128 * 1024 + 64;
+    assert!(buf.capacity() <= limit, "capacity {} after header", buf.capacity());
+
+    // Feed 1 MiB in 16 KiB reads: capacity follows the data received (at
+    // most twice it, plus the step), not the declared 8 MiB.
+    let chunk = [0u8; 16 * 1024];
+    for _ in 0..64 {
+        buf.extend_from_slice(&chunk);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(
+            buf.capacity() <= 2 * (buf.len() + limit),
+            "capacity {} for {} buffered bytes",
+            buf.capacity(),
+            buf.len()
+        );
+    }
+}
+
+#[test]
+fn encoding_a_payload_over_max_writes_nothing() {
+    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(10);
+    let mut dst = BytesMut::from(&b"earlier"[..]);
+    let err = codec
+        .encode(Bytes::from_static(b"eleven byte"), &mut dst)
+        .unwrap_err();
+    assert!(matches!(err, LinkError::FrameTooLarge { len: 11, max: 10 }), "{err:?}");
+    assert_eq!(&dst[..], b"earlier");
+}
+
+#[test]
+fn max_frame_len_is_capped_at_what_a_u32_can_describe() {
+    let codec = HmacFrameCodec::new(KEY).with_max_frame_len(usize::MAX);
+    assert_eq!(codec.max_frame_len(), u32::MAX as usize);
+}
+
+#[test]
+fn bad_tag_is_invalid_hmac_and_stays_invalid() {
+    let mut frame = reference_frame(KEY, b"forged");
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::from(&frame[..]);
+    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+    // Nothing was consumed: asking again gives the same verdict.
+    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+}
+
+#[test]
+fn frame_from_another_key_is_invalid_hmac() {
+    let frame = reference_frame(b"another key", b"hello");
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::from(&frame[..]);
+    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+}
+
+#[test]
+fn altered_payload_is_invalid_hmac() {
+    let mut frame = reference_frame(KEY, b"pay 10 EUR");
+    frame[LENGTH_LEN + 4] = b'9';
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert!(matches!(
+        codec.decode(&mut BytesMut::from(&frame[..])),
+        Err(LinkError::InvalidHmac)
+    ));
+}
+
+#[test]
+fn eof_inside_a_frame_is_truncated_not_a_partial_message() {
+    let frame = reference_frame(KEY, b"cut short");
+    for cut in 1..frame.len() {
+        let mut codec = HmacFrameCodec::new(KEY);
+        let mut buf = BytesMut::from(&frame[..cut]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(
+            matches!(codec.decode_eof(&mut buf), Err(LinkError::Truncated)),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn eof_at_a_frame_boundary_is_a_clean_end() {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = encode_all(&mut codec, &[b"one"]);
+    assert_eq!(
+        codec.decode_eof(&mut buf).unwrap(),
+        Some(Bytes::from_static(b"one"))
+    );
+    assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn debug_output_shows_no_key() {
+    let codec = HmacFrameCodec::new(&b"SECRETKEYBYTES"[..]);
+    let text = format!("{codec:?}");
+    assert!(!text.contains("SECRET"), "{text}");
+    let key = HmacKey::from(&b"SECRETKEYBYTES"[..]);
+    let text = format!("{key:?} {key:#?}");
+    assert!(!text.contains("SECRET") && !text.contains("83"), "{text}");
+}
+
+#[test]
+fn generated_keys_are_32_random_bytes() {
+    let a = HmacKey::generate().unwrap();
+    let b = HmacKey::generate().unwrap();
+    assert_eq!(a.len(), 32);
+    assert_ne!(a.as_bytes(), b.as_bytes());
+    assert_ne!(a.as_bytes(), &[0u8; 32]);
+}
+
+#[test]
+fn key_hex_round_trips_and_rejects_bad_input() {
+    let key = HmacKey::from(vec![0x00, 0xab, 0xff]);
+    assert_eq!(key.to_hex(), "00abff");
+    assert_eq!(HmacKey::from_hex(" 00ABff\n").unwrap().as_bytes(), &[0x00, 0xab, 0xff]);
+    for bad in ["", "  \n", "abc", "zz", "00 11"] {
+        assert!(
+            matches!(HmacKey::from_hex(bad), Err(LinkError::Config(_))),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn framed_read_from_scripted_io_ends_after_invalid_hmac() {
+    let good = reference_frame(KEY, b"first");
+    let mut forged = reference_frame(b"wrong", b"second");
+    forged.extend_from_slice(&reference_frame(KEY, b"never heard"));
+    let io = tokio_test::io::Builder::new()
+        .read(&good[..3])
+        .read(&good[3..])
+        .read(&forged)
+        .build();
+    let mut frames = FramedRead::new(io, HmacFrameCodec::new(KEY));
+    assert_eq!(frames.next().await.unwrap().unwrap(), "first");
+    assert!(matches!(frames.next().await, Some(Err(LinkError::InvalidHmac))));
+    assert!(frames.next().await.is_none());
+}
+
+#[tokio::test]
+async fn framed_read_eof_mid_frame_is_truncated() {
+    let frame = reference_frame(KEY, b"whole");
+    let mut wire = frame.clone();
+    wire.extend_from_slice(&frame[..10]);
+    let io = tokio_test::io::Builder::new().read(&wire).build();
+    let mut frames = FramedRead::new(io, HmacFrameCodec::new(KEY));
+    assert_eq!(frames.next().await.unwrap().unwrap(), "whole");
+    assert!(matches!(frames.next().await, Some(Err(LinkError::Truncated))));
+}
+
+#[test]
+fn link_error_survives_a_trip_through_io_error() {
+    let io: std::io::Error = LinkError::InvalidHmac.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+    assert!(matches!(LinkError::from(io), LinkError::InvalidHmac));
+    let io: std::io::Error = LinkError::FrameTooLarge { len: 9, max: 8 }.into();
+    assert!(matches!(
+        LinkError::from(io),
+        LinkError::FrameTooLarge { len: 9, max: 8 }
+    ));
+    let plain = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    assert!(matches!(LinkError::from(plain), LinkError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset));
+}
+
+proptest! {
+    #[test]
+    fn any_payloads_round_trip_under_any_chunking(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..8),
+        chunks in prop::collection::vec(1usize..64, 1..16),
+    ) {
+        let mut codec = HmacFrameCodec::new(KEY);
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let wire = encode_all(&mut codec, &refs);
+        let expected: Vec<u8> = refs.iter().flat_map(|p| reference_frame(KEY, p)).collect();
+        prop_assert_eq!(&wire[..], &expected[..]);
+        let decoded = decode_in_chunks(&wire, &chunks).unwrap();
+        prop_assert_eq!(decoded, payloads);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_or_overreserve(
+        bytes in prop::collection::vec(any::<u8>(), 0..2048),
+        chunks in prop::collection::vec(1usize..128, 1..8),
+    ) {
+        let max = 512;
+        let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
+        let mut buf = BytesMut::new();
+        let mut sizes = chunks.iter().copied().cycle();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = sizes.next().unwrap_or(1).min(rest.len());
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => prop_assert!(frame.len() <= max),
+                Ok(None) => prop_assert!(buf.capacity() <= 2 * (bytes.len() + max + TAG_LEN) + 64),
+                Err(_) => return Ok(()),
+            }
+        }
+        let _ = codec.decode_eof(&mut buf);
+    }
+}
