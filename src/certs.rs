@@ -41,7 +41,8 @@ impl fmt::Debug for CertBundle {
     }
 }
 
-/// Generates a new CA (ECDSA P-256, common name "secure-link CA") and a
+/// Generates a new CA (ECDSA P-256, common name "secure-link CA" and a
+/// random suffix) and a
 /// server certificate for `names`: DNS names, or IP addresses written as
 /// such (`127.0.0.1`, `::1`). The CA's private key is discarded.
 ///
@@ -56,15 +57,24 @@ pub fn generate(names: &[impl AsRef<str>]) -> Result<CertBundle, LinkError> {
         ));
     }
     let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
-    build(names).map_err(|err| LinkError::config(format!("cannot generate certificates: {err}")))
+    // A distinct name per CA, so that a client trusting another CA made by
+    // this function reports an unknown issuer rather than a bad signature.
+    let mut id = [0u8; 6];
+    crate::tls::provider()
+        .secure_random
+        .fill(&mut id)
+        .map_err(|_| LinkError::config("the system random number generator failed"))?;
+    let ca_name = format!("secure-link CA {}", hex::encode(id));
+    build(&ca_name, names)
+        .map_err(|err| LinkError::config(format!("cannot generate certificates: {err}")))
 }
 
-fn build(names: Vec<String>) -> Result<CertBundle, rcgen::Error> {
+fn build(ca_name: &str, names: Vec<String>) -> Result<CertBundle, rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "secure-link CA");
+        .push(DnType::CommonName, ca_name);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;

@@ -107,7 +107,11 @@ impl SecureConnector {
     /// [`LinkError::Tls`] when the handshake fails (unknown issuer, name
     /// mismatch, ...); [`LinkError::Truncated`] or [`LinkError::Io`] when
     /// the connection fails.
-    pub async fn connect<IO>(&self, server_name: &str, io: IO) -> Result<SecureClient<IO>, LinkError>
+    pub async fn connect<IO>(
+        &self,
+        server_name: &str,
+        io: IO,
+    ) -> Result<SecureClient<IO>, LinkError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -180,7 +184,10 @@ pub struct SecureClient<IO> {
 enum Closing {
     Open,
     /// Our close_notify is out; reading until the server's, or the deadline.
-    AwaitingPeer { deadline: Pin<Box<Sleep>>, read: usize },
+    AwaitingPeer {
+        deadline: Pin<Box<Sleep>>,
+        read: usize,
+    },
     Closed,
 }
 

@@ -51,9 +51,7 @@ pub enum LinkError {
     /// The connection ended in the middle of a frame, or without the TLS
     /// `close_notify` alert, so the data may have been cut short by an
     /// attacker or a crash. No partial frame is ever delivered.
-    #[error(
-        "connection truncated: the peer went away mid-frame or without a TLS close_notify"
-    )]
+    #[error("connection truncated: the peer went away mid-frame or without a TLS close_notify")]
     Truncated,
 
     /// The TLS handshake did not finish within the configured time.

@@ -80,3 +80,8 @@ pub use error::LinkError;
 pub use key::{GENERATED_KEY_LEN, HmacKey};
 pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, SecureAcceptor, SecureServer};
 pub use tokio_rustls::{self, rustls};
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "certs"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -38,7 +38,6 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 ///             println!("{:?}", message?);
 ///         }
 ///         server.close().await // answer the client's close_notify
-///         # ; Ok::<(), secure_link::LinkError>(())
 ///     });
 /// }
 /// # }

@@ -92,7 +92,9 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, LinkError> {
     let chain = parse_certs(cert_chain_pem, "certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes()).map_err(|err| {
-        LinkError::config(format!("no usable private key in the private key PEM: {err}"))
+        LinkError::config(format!(
+            "no usable private key in the private key PEM: {err}"
+        ))
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&version::TLS13])?

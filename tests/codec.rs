@@ -1,4 +1,5 @@
 //! HmacFrameCodec against the wire format, byte by byte.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
@@ -115,7 +116,16 @@ fn declared_length_over_max_fails_before_reserving() {
     let mut buf = BytesMut::with_capacity(8);
     buf.put_u32(1025);
     let err = codec.decode(&mut buf).unwrap_err();
-    assert!(matches!(err, LinkError::FrameTooLarge { len: 1025, max: 1024 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LinkError::FrameTooLarge {
+                len: 1025,
+                max: 1024
+            }
+        ),
+        "{err:?}"
+    );
     assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
 }
 
@@ -137,11 +147,23 @@ fn frames_exactly_at_max_decode_and_one_over_fails() {
     let at_max = vec![7u8; max];
     let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
     let mut wire = encode_all(&mut codec, &[&at_max]);
-    assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&at_max[..]));
+    assert_eq!(
+        codec.decode(&mut wire).unwrap().as_deref(),
+        Some(&at_max[..])
+    );
 
     let mut over = BytesMut::from(&reference_frame(KEY, &vec![7u8; max + 1])[..]);
     let err = codec.decode(&mut over).unwrap_err();
-    assert!(matches!(err, LinkError::FrameTooLarge { len: 4097, max: 4096 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LinkError::FrameTooLarge {
+                len: 4097,
+                max: 4096
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -152,7 +174,11 @@ fn read_buffer_grows_in_bounded_steps_for_a_large_declared_frame() {
     buf.extend_from_slice(b"only a few bytes of the body");
     assert_eq!(codec.decode(&mut buf).unwrap(), None);
     let limit = 128 * 1024 + 64;
-    assert!(buf.capacity() <= limit, "capacity {} after header", buf.capacity());
+    assert!(
+        buf.capacity() <= limit,
+        "capacity {} after header",
+        buf.capacity()
+    );
 
     // Feed 1 MiB in 16 KiB reads: capacity follows the data received (at
     // most twice it, plus the step), not the declared 8 MiB.
@@ -176,7 +202,10 @@ fn encoding_a_payload_over_max_writes_nothing() {
     let err = codec
         .encode(Bytes::from_static(b"eleven byte"), &mut dst)
         .unwrap_err();
-    assert!(matches!(err, LinkError::FrameTooLarge { len: 11, max: 10 }), "{err:?}");
+    assert!(
+        matches!(err, LinkError::FrameTooLarge { len: 11, max: 10 }),
+        "{err:?}"
+    );
     assert_eq!(&dst[..], b"earlier");
 }
 
@@ -193,9 +222,15 @@ fn bad_tag_is_invalid_hmac_and_stays_invalid() {
     frame[last] ^= 1;
     let mut codec = HmacFrameCodec::new(KEY);
     let mut buf = BytesMut::from(&frame[..]);
-    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(LinkError::InvalidHmac)
+    ));
     // Nothing was consumed: asking again gives the same verdict.
-    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(LinkError::InvalidHmac)
+    ));
 }
 
 #[test]
@@ -203,7 +238,10 @@ fn frame_from_another_key_is_invalid_hmac() {
     let frame = reference_frame(b"another key", b"hello");
     let mut codec = HmacFrameCodec::new(KEY);
     let mut buf = BytesMut::from(&frame[..]);
-    assert!(matches!(codec.decode(&mut buf), Err(LinkError::InvalidHmac)));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(LinkError::InvalidHmac)
+    ));
 }
 
 #[test]
@@ -265,7 +303,10 @@ fn generated_keys_are_32_random_bytes() {
 fn key_hex_round_trips_and_rejects_bad_input() {
     let key = HmacKey::from(vec![0x00, 0xab, 0xff]);
     assert_eq!(key.to_hex(), "00abff");
-    assert_eq!(HmacKey::from_hex(" 00ABff\n").unwrap().as_bytes(), &[0x00, 0xab, 0xff]);
+    assert_eq!(
+        HmacKey::from_hex(" 00ABff\n").unwrap().as_bytes(),
+        &[0x00, 0xab, 0xff]
+    );
     for bad in ["", "  \n", "abc", "zz", "00 11"] {
         assert!(
             matches!(HmacKey::from_hex(bad), Err(LinkError::Config(_))),
@@ -286,7 +327,10 @@ async fn framed_read_from_scripted_io_ends_after_invalid_hmac() {
         .build();
     let mut frames = FramedRead::new(io, HmacFrameCodec::new(KEY));
     assert_eq!(frames.next().await.unwrap().unwrap(), "first");
-    assert!(matches!(frames.next().await, Some(Err(LinkError::InvalidHmac))));
+    assert!(matches!(
+        frames.next().await,
+        Some(Err(LinkError::InvalidHmac))
+    ));
     assert!(frames.next().await.is_none());
 }
 
@@ -298,7 +342,10 @@ async fn framed_read_eof_mid_frame_is_truncated() {
     let io = tokio_test::io::Builder::new().read(&wire).build();
     let mut frames = FramedRead::new(io, HmacFrameCodec::new(KEY));
     assert_eq!(frames.next().await.unwrap().unwrap(), "whole");
-    assert!(matches!(frames.next().await, Some(Err(LinkError::Truncated))));
+    assert!(matches!(
+        frames.next().await,
+        Some(Err(LinkError::Truncated))
+    ));
 }
 
 #[test]
@@ -312,7 +359,9 @@ fn link_error_survives_a_trip_through_io_error() {
         LinkError::FrameTooLarge { len: 9, max: 8 }
     ));
     let plain = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-    assert!(matches!(LinkError::from(plain), LinkError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset));
+    assert!(
+        matches!(LinkError::from(plain), LinkError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    );
 }
 
 proptest! {

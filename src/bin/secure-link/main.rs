@@ -1,1 +1,3 @@
+//! The `secure-link` command-line tool.
+
 fn main() {}

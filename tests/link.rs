@@ -1,0 +1,609 @@
+//! SecureConnector / SecureAcceptor end to end, over tokio::io::duplex and
+//! 127.0.0.1 TCP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{KEY, Tap, endpoints, pki, tcp_pair};
+use futures::{SinkExt, StreamExt, stream};
+use secure_link::rustls::{self, CertificateError};
+use secure_link::{LinkError, SecureAcceptor, SecureConnector, SecureServer, tls};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Reads a server's stream to its end: the messages, and the error that
+/// ended it, if any.
+async fn drain<IO: AsyncRead + AsyncWrite + Unpin>(
+    server: &mut SecureServer<IO>,
+) -> (Vec<Bytes>, Option<LinkError>) {
+    let mut messages = Vec::new();
+    while let Some(item) = server.next().await {
+        match item {
+            Ok(message) => messages.push(message),
+            Err(err) => return (messages, Some(err)),
+        }
+    }
+    (messages, None)
+}
+
+fn messages(list: &[&str]) -> Vec<Bytes> {
+    list.iter()
+        .map(|m| Bytes::copy_from_slice(m.as_bytes()))
+        .collect()
+}
+
+#[tokio::test]
+async fn messages_arrive_intact_and_in_order_over_duplex() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+    let sent = messages(&["", "hello", "a bit longer message to transmit"]);
+    let big = Bytes::from((0..3_000_000u32).map(|i| i as u8).collect::<Vec<_>>());
+
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_io).await.unwrap();
+        let result = drain(&mut server).await;
+        server.close().await.unwrap();
+        result
+    });
+    let mut client = connector.connect("localhost", client_io).await.unwrap();
+    for message in &sent {
+        client.send(message.clone()).await.unwrap();
+    }
+    client.send(big.clone()).await.unwrap();
+    client.close().await.unwrap();
+
+    let (received, err) = server.await.unwrap();
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(received.len(), 4);
+    assert_eq!(&received[..3], &sent[..]);
+    assert!(received[3] == big, "multi-megabyte message differs");
+}
+
+#[tokio::test]
+async fn tcp_link_negotiates_tls13_and_delivers() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_tcp).await.unwrap();
+        let conn = server.get_ref().1;
+        assert_eq!(
+            conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        // No SNI for an IP address (RFC 6066 forbids it).
+        assert_eq!(conn.server_name(), None);
+        let result = drain(&mut server).await;
+        server.close().await.unwrap();
+        result
+    });
+    let mut client = connector.connect("127.0.0.1", client_tcp).await.unwrap();
+    let conn = client.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert!(conn.peer_certificates().is_some_and(|c| c.len() == 2));
+    client.send("over tcp".into()).await.unwrap();
+    client.close().await.unwrap();
+    let (received, err) = server.await.unwrap();
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(received, messages(&["over tcp"]));
+}
+
+#[cfg(feature = "aws-lc-rs")]
+#[tokio::test]
+async fn post_quantum_hybrid_key_exchange_is_negotiated() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (client, server) = (client.unwrap(), server.unwrap());
+    for group in [
+        client.get_ref().1.negotiated_key_exchange_group(),
+        server.get_ref().1.negotiated_key_exchange_group(),
+    ] {
+        assert_eq!(
+            group.map(|g| g.name()),
+            Some(rustls::NamedGroup::X25519MLKEM768)
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_key_is_invalid_hmac_and_the_stream_ends() {
+    let pki = pki();
+    let connector = SecureConnector::new(&pki.ca_pem, &b"not the key"[..]).unwrap();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    client.send("first forged".into()).await.unwrap();
+    client.send("second forged".into()).await.unwrap();
+    assert!(matches!(
+        server.next().await,
+        Some(Err(LinkError::InvalidHmac))
+    ));
+    assert!(server.next().await.is_none());
+    assert!(server.next().await.is_none());
+}
+
+#[tokio::test]
+async fn send_flushes_so_the_server_sees_the_message_while_the_link_is_open() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    for i in 0..3 {
+        let message = Bytes::from(format!("message {i}"));
+        client.send(message.clone()).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap(), message);
+    }
+}
+
+#[tokio::test]
+async fn batched_frames_fill_whole_tls_records() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
+    let (tap, log) = Tap::new(client_io);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", tap),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let handshake_records = log.tls_records().len();
+
+    // 2,000 frames of 64 bytes = 200,000 bytes on the wire.
+    let frames: Vec<Bytes> = (0..2000).map(|i| Bytes::from(vec![i as u8; 64])).collect();
+    let mut source = stream::iter(frames.clone().into_iter().map(Ok));
+    let receiver = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 2000 {
+            got.push(server.next().await.unwrap().unwrap());
+        }
+        got
+    });
+    client.send_all(&mut source).await.unwrap();
+    assert_eq!(receiver.await.unwrap(), frames);
+
+    let data_records: Vec<usize> = log.tls_records()[handshake_records..]
+        .iter()
+        .map(|&(_, len)| len)
+        .collect();
+    // 16 KiB of plaintext + content type byte + 16-byte AEAD tag.
+    let full = 16 * 1024 + 1 + 16;
+    let full_records = data_records.iter().filter(|&&len| len == full).count();
+    assert!(
+        data_records.len() <= 14,
+        "{} records for 200 kB: {data_records:?}",
+        data_records.len()
+    );
+    assert!(
+        full_records >= 10,
+        "only {full_records} full records: {data_records:?}"
+    );
+}
+
+#[tokio::test]
+async fn close_sends_close_notify_so_the_server_stream_ends_cleanly() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    client.feed("unflushed".into()).await.unwrap();
+    let closing = tokio::spawn(async move {
+        client.close().await.unwrap();
+        client
+    });
+    assert_eq!(server.next().await.unwrap().unwrap(), "unflushed");
+    assert!(
+        server.next().await.is_none(),
+        "close_notify ends the stream"
+    );
+    server.close().await.unwrap();
+    let mut client = closing.await.unwrap();
+    // The server answered with close_notify: a clean end, not truncation.
+    assert!(client.next().await.is_none());
+}
+
+#[tokio::test]
+async fn server_dropping_without_close_notify_is_truncation_for_the_client() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let server = tokio::spawn(async move {
+        let result = drain(&mut server).await;
+        drop(server); // no close(): no close_notify
+        result
+    });
+    client.send("bye".into()).await.unwrap();
+    client.close().await.unwrap();
+    assert!(matches!(
+        client.next().await,
+        Some(Err(LinkError::Truncated))
+    ));
+    assert!(client.next().await.is_none());
+    assert_eq!(server.await.unwrap().0, messages(&["bye"]));
+}
+
+#[tokio::test]
+async fn client_vanishing_without_close_notify_is_truncated_not_a_clean_end() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_tcp),
+        acceptor.accept(server_tcp)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    client.send("last words".into()).await.unwrap();
+    let (tcp, _) = client.into_inner().into_inner();
+    drop(tcp); // TCP FIN, no close_notify
+    let (received, err) = drain(&mut server).await;
+    assert_eq!(received, messages(&["last words"]));
+    assert!(matches!(err, Some(LinkError::Truncated)), "{err:?}");
+    assert!(server.next().await.is_none());
+}
+
+#[tokio::test]
+async fn eof_inside_a_frame_is_truncated_even_after_close_notify() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (client, mut server) = (client.unwrap(), server.unwrap());
+    // Half a frame through the raw TLS stream, then a proper close_notify.
+    let mut tls = client.into_inner();
+    tls.write_all(&[0, 0, 0, 100, b'h', b'a', b'l', b'f'])
+        .await
+        .unwrap();
+    tls.shutdown().await.unwrap();
+    let (received, err) = drain(&mut server).await;
+    assert!(received.is_empty());
+    assert!(matches!(err, Some(LinkError::Truncated)), "{err:?}");
+}
+
+#[tokio::test]
+async fn frame_over_the_servers_limit_is_refused() {
+    let pki = pki();
+    let connector = SecureConnector::new(&pki.ca_pem, KEY).unwrap();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY)
+        .unwrap()
+        .with_max_frame_len(1000);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    client.send(Bytes::from(vec![1u8; 1000])).await.unwrap();
+    client.send(Bytes::from(vec![2u8; 1001])).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap().len(), 1000);
+    assert!(matches!(
+        server.next().await,
+        Some(Err(LinkError::FrameTooLarge {
+            len: 1001,
+            max: 1000
+        }))
+    ));
+    assert!(server.next().await.is_none());
+}
+
+#[tokio::test]
+async fn client_refuses_to_send_over_its_limit() {
+    let pki = pki();
+    let connector = SecureConnector::new(&pki.ca_pem, KEY)
+        .unwrap()
+        .with_max_frame_len(10);
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let err = client.send(Bytes::from(vec![0u8; 11])).await.unwrap_err();
+    assert!(matches!(err, LinkError::FrameTooLarge { len: 11, max: 10 }));
+    client.send("fits".into()).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "fits");
+}
+
+/// Runs a handshake that is expected to fail and returns the client's error.
+async fn client_handshake_error(connector: SecureConnector, server_name: &str) -> LinkError {
+    let (_, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, _server) = tokio::join!(
+        connector.connect(server_name, client_io),
+        acceptor.accept(server_io)
+    );
+    client.unwrap_err()
+}
+
+#[tokio::test]
+async fn unknown_ca_is_a_certificate_error() {
+    let other_ca = pki().ca_pem;
+    let connector = SecureConnector::new(&other_ca, KEY).unwrap();
+    let err = client_handshake_error(connector, "localhost").await;
+    assert!(
+        matches!(
+            err,
+            LinkError::Tls(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_server_name_is_a_certificate_error() {
+    let pki = pki();
+    let connector = SecureConnector::new(&pki.ca_pem, KEY).unwrap();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, _server) = tokio::join!(
+        connector.connect("example.com", client_io),
+        acceptor.accept(server_io)
+    );
+    let err = client.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::Tls(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_server_name_is_a_config_error() {
+    let (connector, _) = endpoints(KEY);
+    let (client_io, _server_io) = tokio::io::duplex(1024);
+    let err = connector
+        .connect("not a name!", client_io)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LinkError::Config(_)), "{err:?}");
+}
+
+#[test]
+fn garbage_pem_and_empty_keys_are_config_errors_not_panics() {
+    let pki = pki();
+    let garbage = "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
+    for bad in ["", "hello", garbage, &pki.key_pem] {
+        let err = SecureConnector::new(bad, KEY).unwrap_err();
+        assert!(matches!(err, LinkError::Config(_)), "{bad:?}: {err:?}");
+        let err = SecureAcceptor::new(bad, &pki.key_pem, KEY).unwrap_err();
+        assert!(matches!(err, LinkError::Config(_)), "{bad:?}: {err:?}");
+    }
+    let garbage_key = "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n";
+    for bad in ["", "hello", garbage_key, &pki.ca_pem] {
+        let err = SecureAcceptor::new(&pki.chain_pem, bad, KEY).unwrap_err();
+        assert!(matches!(err, LinkError::Config(_)), "{bad:?}: {err:?}");
+    }
+    let empty: &[u8] = &[];
+    assert!(matches!(
+        SecureConnector::new(&pki.ca_pem, empty),
+        Err(LinkError::Config(_))
+    ));
+    assert!(matches!(
+        SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, empty),
+        Err(LinkError::Config(_))
+    ));
+}
+
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_refused() {
+    let (a, b) = (pki(), pki());
+    let err = SecureAcceptor::new(&a.chain_pem, &b.key_pem, KEY).unwrap_err();
+    assert!(matches!(err, LinkError::Tls(_)), "{err:?}");
+}
+
+#[test]
+fn pem_with_several_roots_is_accepted() {
+    let (a, b) = (pki(), pki());
+    let both = format!("{}{}", a.ca_pem, b.ca_pem);
+    tls::client_config(&both).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_client_hits_the_handshake_timeout() {
+    let (_, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_handshake_timeout(Duration::from_secs(3));
+    let (_client_io, server_io) = tokio::io::duplex(1024);
+    let started = tokio::time::Instant::now();
+    let err = acceptor.accept(server_io).await.unwrap_err();
+    assert!(matches!(err, LinkError::HandshakeTimeout), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn full_duplex_echo_replies_come_back_through_the_client_stream() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_tcp).await.unwrap();
+        while let Some(message) = server.next().await {
+            let mut reply = b"echo: ".to_vec();
+            reply.extend_from_slice(&message.unwrap());
+            server.send(reply.into()).await.unwrap();
+        }
+        server.close().await.unwrap();
+    });
+    let client = connector.connect("localhost", client_tcp).await.unwrap();
+    let (mut tx, mut rx) = client.split();
+    let requests = messages(&["one", "two", "three"]);
+    for request in &requests {
+        tx.send(request.clone()).await.unwrap();
+        let reply = rx.next().await.unwrap().unwrap();
+        assert_eq!(reply, [&b"echo: "[..], request].concat());
+    }
+    let mut client = tx.reunite(rx).unwrap();
+    client.close().await.unwrap();
+    assert!(client.next().await.is_none());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn replies_arriving_during_close_are_kept_for_the_stream() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_io).await.unwrap();
+        let mut count = 0;
+        while let Some(message) = server.next().await {
+            server.feed(message.unwrap()).await.unwrap();
+            count += 1;
+        }
+        server.close().await.unwrap();
+        count
+    });
+    let mut client = connector.connect("localhost", client_io).await.unwrap();
+    let sent = messages(&["a", "b", "c"]);
+    for message in &sent {
+        client.feed(message.clone()).await.unwrap();
+    }
+    client.close().await.unwrap(); // replies not read yet
+    let replies: Vec<Bytes> = client.map(Result::unwrap).collect().await;
+    assert_eq!(replies, sent);
+    assert_eq!(server.await.unwrap(), 3);
+}
+
+/// openssl#7948: a write-only client that closes with unread data (TLS 1.3
+/// session tickets) makes its kernel send a TCP RST at once, dropping what
+/// is still queued for sending. Here the server sends tickets (or not) and
+/// only starts reading once the client is gone; 500 kB is more than its
+/// receive window, so part of it is still queued at the client when the
+/// client closes. Measured without the close wait
+/// (`with_close_timeout(Duration::ZERO)`) and with tickets: the server got
+/// 122 of 1,000 frames, then "connection reset by peer".
+const FRAMES: usize = 1000;
+
+async fn write_only_client_then_late_reader(tickets: usize) -> (Vec<Bytes>, Option<LinkError>) {
+    let pki = pki();
+    let mut config = (*tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap()).clone();
+    config.send_tls13_tickets = tickets;
+    let acceptor = SecureAcceptor::from_config(Arc::new(config), KEY);
+    let connector = SecureConnector::new(&pki.ca_pem, KEY)
+        .unwrap()
+        .with_close_timeout(Duration::from_millis(300));
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_tcp).await.unwrap();
+        accepted_tx.send(()).unwrap(); // handshake done: tickets are out
+        gone_rx.await.unwrap();
+        drain(&mut server).await
+    });
+    let mut client = connector.connect("localhost", client_tcp).await.unwrap();
+    accepted_rx.await.unwrap();
+    for i in 0..FRAMES {
+        client.feed(Bytes::from(vec![i as u8; 500])).await.unwrap();
+    }
+    client.close().await.unwrap();
+    drop(client);
+    gone_tx.send(()).unwrap();
+    server.await.unwrap()
+}
+
+#[tokio::test]
+async fn write_only_client_loses_nothing_when_the_server_reads_late() {
+    let (received, err) = write_only_client_then_late_reader(0).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(received.len(), FRAMES);
+}
+
+#[tokio::test]
+async fn write_only_client_loses_nothing_even_if_the_server_sends_tickets() {
+    let (received, err) = write_only_client_then_late_reader(2).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(received.len(), FRAMES);
+    assert!(
+        received
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m[..] == [i as u8; 500][..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_clients_each_deliver_every_frame_in_order() {
+    const CLIENTS: usize = 50;
+    const FRAMES: usize = 300;
+    let (connector, acceptor) = endpoints(KEY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    let server = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        for _ in 0..CLIENTS {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            connections.push(tokio::spawn(async move {
+                let mut server = acceptor.accept(tcp).await.unwrap();
+                let (received, err) = drain(&mut server).await;
+                assert!(err.is_none(), "{err:?}");
+                server.close().await.unwrap();
+                received
+            }));
+        }
+        let mut all = Vec::new();
+        for connection in connections {
+            all.push(connection.await.unwrap());
+        }
+        all
+    });
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let connector = connector.clone();
+        clients.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut client = connector.connect("localhost", tcp).await.unwrap();
+            for i in 0..FRAMES {
+                client
+                    .feed(Bytes::from(format!("client {c} frame {i}")))
+                    .await
+                    .unwrap();
+            }
+            client.close().await.unwrap();
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let all = server.await.unwrap();
+    assert_eq!(all.len(), CLIENTS);
+    let mut seen_clients = std::collections::HashSet::new();
+    for received in all {
+        assert_eq!(received.len(), FRAMES);
+        let first = String::from_utf8(received[0].to_vec()).unwrap();
+        let client_id: usize = first.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(seen_clients.insert(client_id));
+        for (i, frame) in received.iter().enumerate() {
+            assert_eq!(frame, format!("client {client_id} frame {i}").as_bytes());
+        }
+    }
+}
