@@ -107,10 +107,6 @@ impl HmacFrameCodec {
     /// maximum payload length ([`DEFAULT_MAX_FRAME_LEN`]).
     pub fn new(key: impl Into<HmacKey>) -> Self {
         let key = key.into();
-        Self::from_key(&key)
-    }
-
-    pub(crate) fn from_key(key: &HmacKey) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
         let keyed = match <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()) {
             Ok(mac) => mac,

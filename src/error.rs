@@ -54,6 +54,14 @@ pub enum LinkError {
     #[error("connection truncated: the peer went away mid-frame or without a TLS close_notify")]
     Truncated,
 
+    /// The peer closed the link cleanly (TLS `close_notify` at a frame
+    /// boundary): there are no more messages. Only calls that must return a
+    /// message, such as the blocking
+    /// [`try_recv_message`](crate::blocking::SecureServer::try_recv_message),
+    /// report this; streams simply end.
+    #[error("the peer closed the link")]
+    Closed,
+
     /// The TLS handshake did not finish within the configured time.
     #[error("TLS handshake timed out")]
     HandshakeTimeout,
@@ -75,14 +83,14 @@ impl From<io::Error> for LinkError {
     /// or an unexpected EOF (which rustls reports for a missing
     /// `close_notify`).
     fn from(err: io::Error) -> Self {
-        if err.kind() == io::ErrorKind::UnexpectedEof {
-            return LinkError::Truncated;
-        }
         let typed = err
             .get_ref()
             .is_some_and(|inner| inner.is::<LinkError>() || inner.is::<rustls::Error>());
         if !typed {
-            return LinkError::Io(err);
+            return match err.kind() {
+                io::ErrorKind::UnexpectedEof => LinkError::Truncated,
+                _ => LinkError::Io(err),
+            };
         }
         let kind = err.kind();
         let Some(inner) = err.into_inner() else {
@@ -114,7 +122,7 @@ impl From<LinkError> for io::Error {
                 io::ErrorKind::InvalidData
             }
             LinkError::Config(_) => io::ErrorKind::InvalidInput,
-            LinkError::Truncated => io::ErrorKind::UnexpectedEof,
+            LinkError::Truncated | LinkError::Closed => io::ErrorKind::UnexpectedEof,
             LinkError::HandshakeTimeout => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, err)

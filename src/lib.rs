@@ -64,6 +64,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod blocking;
 #[cfg(feature = "certs")]
 pub mod certs;
 mod client;
