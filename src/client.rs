@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -125,6 +125,7 @@ impl SecureConnector {
             closing: Closing::Open,
             read_while_closing: VecDeque::new(),
             terminated: false,
+            reader: None,
         })
     }
 }
@@ -179,6 +180,10 @@ pub struct SecureClient<IO> {
     read_while_closing: VecDeque<Result<Bytes, LinkError>>,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
+    /// The task last left waiting by `poll_next`. `close()` reads from the
+    /// same transport, which takes the transport's read wakeup away from
+    /// that task (a split stream half, say), so `close()` wakes it itself.
+    reader: Option<Waker>,
 }
 
 enum Closing {
@@ -228,6 +233,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         let this = self.get_mut();
+        let poll = this.poll_close_inner(cx);
+        if poll.is_ready() || !this.read_while_closing.is_empty() {
+            if let Some(reader) = this.reader.take() {
+                reader.wake();
+            }
+        }
+        poll
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
+    fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        let this = self;
         loop {
             match &mut this.closing {
                 Closing::Open => {
@@ -277,7 +295,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureClient<IO> {
         let item = match this.read_while_closing.pop_front() {
             Some(item) => Some(item),
             None if this.terminated => return Poll::Ready(None),
-            None => ready!(Pin::new(&mut this.framed).poll_next(cx)),
+            None => match Pin::new(&mut this.framed).poll_next(cx) {
+                Poll::Ready(item) => item,
+                Poll::Pending => {
+                    if !this
+                        .reader
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        this.reader = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+            },
         };
         if !matches!(item, Some(Ok(_))) {
             this.terminated = true;

@@ -607,3 +607,40 @@ async fn fifty_concurrent_clients_each_deliver_every_frame_in_order() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_split_reader_waiting_on_the_stream_sees_the_end_that_close_read() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let server = tokio::spawn(async move {
+        let mut server = acceptor.accept(server_tcp).await.unwrap();
+        let (received, err) = drain(&mut server).await;
+        assert!(err.is_none(), "{err:?}");
+        server.close().await.unwrap();
+        received
+    });
+    let client = connector.connect("localhost", client_tcp).await.unwrap();
+    let (mut tx, mut rx) = client.split();
+    // The reader task is parked on the transport before close() starts
+    // reading from it.
+    let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let mut next = rx.next();
+        futures::future::poll_fn(|cx| {
+            assert!(std::pin::Pin::new(&mut next).poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        parked_tx.send(()).unwrap();
+        next.await.map(|item| item.map_err(|e| e.to_string()))
+    });
+    parked_rx.await.unwrap();
+    tx.send("bye".into()).await.unwrap();
+    tx.close().await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the reader was never woken")
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(server.await.unwrap(), messages(&["bye"]));
+}

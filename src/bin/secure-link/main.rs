@@ -1,3 +1,103 @@
-//! The `secure-link` command-line tool.
+//! `secure-link`: the command-line face of the crate. A demo of the whole
+//! link, certificate and key generation, a server and a sender for shell
+//! pipelines.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error.
 
-fn main() {}
+mod demo;
+mod files;
+mod generate;
+mod send;
+mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An authenticated message link over TLS 1.3: length | payload | HMAC-SHA256
+/// frames.
+#[derive(Debug, Parser)]
+#[command(name = "secure-link", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the whole link working on this machine, with nothing to set up.
+    Demo(demo::Args),
+    /// Make a CA and a server certificate: ca.pem, server-chain.pem,
+    /// server-key.pem.
+    GenCerts(generate::CertsArgs),
+    /// Make a random 32-byte HMAC key, written as 64 hex digits.
+    GenKey(generate::KeyArgs),
+    /// Accept secure links and print each authenticated message as a line.
+    Serve(serve::Args),
+    /// Send messages (arguments, or the lines of stdin) over a secure link.
+    Send(send::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits with 2 on a usage error
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let result = match cli.command {
+        Command::GenCerts(args) => generate::certs(&args),
+        Command::GenKey(args) => generate::key(&args),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
+        Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("secure-link: error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))
+}
+
+/// A failure to report to the user: one line, naming the cause.
+#[derive(Debug)]
+pub(crate) struct Error(String);
+
+impl Error {
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        Error(message.into())
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<secure_link::LinkError> for Error {
+    fn from(err: secure_link::LinkError) -> Self {
+        Error(files::explain(&err))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error(err.to_string())
+    }
+}

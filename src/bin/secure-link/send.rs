@@ -1,0 +1,123 @@
+//! `send`: messages from the arguments or from stdin, over a secure link.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use secure_link::{DEFAULT_MAX_FRAME_LEN, LinkError, SecureConnector};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tracing::info;
+
+use crate::{Error, files};
+
+/// Arguments of `send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The server's address, e.g. 127.0.0.1:7878 or example.com:7878.
+    #[arg(long)]
+    connect: String,
+    /// The name the server's certificate must carry (DNS name or IP).
+    #[arg(long)]
+    server_name: String,
+    /// The CA certificate(s) to trust (PEM), e.g. ca.pem.
+    #[arg(long)]
+    ca: PathBuf,
+    /// File holding the shared HMAC key as hex.
+    #[arg(long)]
+    hmac_key: PathBuf,
+    /// Largest message sent or accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
+    max_frame_len: usize,
+    /// Seconds allowed for connecting and for the TLS handshake.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Messages to send, one per argument. Without any, each line of stdin
+    /// is one message (without its newline; an empty line is an empty
+    /// message).
+    messages: Vec<String>,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .map_err(|_| Error::msg("--timeout must be a positive number of seconds"))?;
+    let ca = files::read_text(&args.ca, "CA certificate")?;
+    let key = files::read_key(&args.hmac_key)?;
+    let connector = SecureConnector::new(&ca, key)?.with_max_frame_len(args.max_frame_len);
+
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(&args.connect))
+        .await
+        .map_err(|_| Error::msg(format!("connecting to {} timed out", args.connect)))?
+        .map_err(|err| Error::msg(format!("cannot connect to {}: {err}", args.connect)))?;
+    let _ = tcp.set_nodelay(true);
+    let client = tokio::time::timeout(timeout, connector.connect(&args.server_name, tcp))
+        .await
+        .map_err(|_| Error::msg("the TLS handshake timed out"))??;
+    let conn = client.get_ref().1;
+    info!(
+        "connected to {} ({:?}, {:?})",
+        args.connect,
+        conn.protocol_version(),
+        conn.negotiated_cipher_suite().map(|s| s.suite())
+    );
+
+    let (mut sink, mut replies) = client.split();
+    // Replies (from `serve --echo`) go to stdout, one per line. The stream
+    // ends cleanly only if the server confirms the end with close_notify.
+    let printer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(item) = replies.next().await {
+            let reply = item?;
+            stdout.write_all(&reply).await?;
+            stdout.write_all(b"\n").await?;
+            stdout.flush().await?;
+        }
+        Ok::<(), LinkError>(())
+    });
+
+    let mut sent = 0u64;
+    if args.messages.is_empty() {
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if stdin.read_until(b'\n', &mut line).await? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            sink.feed(Bytes::copy_from_slice(&line)).await?;
+            sent += 1;
+            // Batch what is already read; flush when stdin has to wait.
+            if stdin.buffer().is_empty() {
+                sink.flush().await?;
+            }
+        }
+    } else {
+        for message in args.messages {
+            sink.feed(Bytes::from(message)).await?;
+            sent += 1;
+        }
+    }
+    // Flush, close_notify, then wait (bounded) for the server's close_notify
+    // or EOF, so nothing is lost to a reset.
+    sink.close().await?;
+    let confirmed = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    match confirmed {
+        Ok(Ok(Ok(()))) => {
+            info!("sent {sent} message(s); the server confirmed the end of the link");
+            Ok(())
+        }
+        Ok(Ok(Err(LinkError::Truncated))) => Err(Error::msg(format!(
+            "sent {sent} message(s), but the server closed the connection without confirming \
+             (no TLS close_notify): it may have rejected them (wrong HMAC key?) or failed"
+        ))),
+        Ok(Ok(Err(err))) => Err(err.into()),
+        Ok(Err(err)) => Err(Error::msg(format!("reply printer failed: {err}"))),
+        Err(_) => Err(Error::msg(format!(
+            "sent {sent} message(s), but the server did not confirm the end of the link in time"
+        ))),
+    }
+}

@@ -1,0 +1,407 @@
+//! The `secure-link` binary: demo, gen-certs, gen-key, serve and send, as a
+//! user runs them (real processes, 127.0.0.1 only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secure-link");
+/// Upper bound on any wait for a process to print something; never a
+/// synchronisation sleep.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn secure_link(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env("RUST_LOG", "info");
+    command
+}
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = secure_link(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A temporary directory with certificates and two keys, removed on drop.
+struct Workspace {
+    dir: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("secure-link-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ws = Workspace { dir };
+        let out = run(
+            &["gen-certs", "--out", ws.path("pki").to_str().unwrap()],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for key in ["key.hex", "other-key.hex"] {
+            let out = run(&["gen-key", "--out", ws.path(key).to_str().unwrap()], "");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        ws
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// `send` arguments for the server at `addr`.
+    fn send_args(&self, addr: &str, key: &str, ca: &str) -> Vec<String> {
+        vec![
+            "send".into(),
+            "--connect".into(),
+            addr.into(),
+            "--server-name".into(),
+            "localhost".into(),
+            "--ca".into(),
+            self.arg(ca),
+            "--hmac-key".into(),
+            self.arg(key),
+        ]
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `secure-link serve`, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_lines: Receiver<String>,
+}
+
+impl Server {
+    fn start(ws: &Workspace, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--cert-chain".into(),
+            ws.arg("pki/server-chain.pem"),
+            "--private-key".into(),
+            ws.arg("pki/server-key.pem"),
+            "--hmac-key".into(),
+            ws.arg("key.hex"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = secure_link(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr_lines = lines(child.stderr.take().unwrap());
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            stdout,
+            stderr: Arc::default(),
+            stderr_lines,
+        };
+        let listening = server.wait_stderr("listening on ");
+        server.addr = listening
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// The next line the server prints on stdout.
+    fn next_line(&self) -> String {
+        self.stdout
+            .recv_timeout(PATIENCE)
+            .expect("serve printed no line in time")
+    }
+
+    /// Waits until a stderr line contains `pattern`; returns it.
+    fn wait_stderr(&self, pattern: &str) -> String {
+        if let Some(line) = self
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(pattern))
+        {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .stderr_lines
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("serve never logged {pattern:?}"));
+            self.stderr.lock().unwrap().push(line.clone());
+            if line.contains(pattern) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            match line {
+                Ok(line) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+fn send(ws: &Workspace, server: &Server, key: &str, messages: &[&str], stdin: &str) -> Output {
+    let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
+    args.extend(messages.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args, stdin)
+}
+
+#[test]
+fn demo_exits_0_reports_tls13_and_no_plaintext_on_the_wire() {
+    let out = run(&["demo", "--messages", "500", "--size", "200"], "");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("TLSv1_3"), "{stdout}");
+    assert!(stdout.contains("plaintext on the wire   none"), "{stdout}");
+    assert!(stdout.contains("504 of 504 messages"), "{stdout}");
+    assert!(
+        stdout.contains("rejected with an invalid-HMAC error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("All checks passed."), "{stdout}");
+}
+
+#[test]
+fn gen_certs_and_gen_key_write_private_files_and_refuse_to_overwrite() {
+    let ws = Workspace::new("gen");
+    for name in ["pki/ca.pem", "pki/server-chain.pem", "pki/server-key.pem"] {
+        assert!(ws.path(name).is_file(), "{name}");
+    }
+    let chain = std::fs::read_to_string(ws.path("pki/server-chain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    let key = std::fs::read_to_string(ws.path("key.hex")).unwrap();
+    assert_eq!(key.len(), 65);
+    assert!(key.ends_with('\n'));
+    assert!(key[..64].bytes().all(|b| b.is_ascii_hexdigit()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for name in ["pki/server-key.pem", "key.hex"] {
+            let mode = std::fs::metadata(ws.path(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    let out = run(&["gen-certs", "--out", &ws.arg("pki")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["gen-key", "--out", &ws.arg("key.hex")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(ws.path("key.hex")).unwrap(), key);
+    let out = run(
+        &[
+            "gen-certs",
+            "--out",
+            &ws.arg("pki"),
+            "--force",
+            "--name",
+            "node-1.internal",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = run(&["gen-key"], "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim().len(), 64);
+}
+
+#[test]
+fn serve_and_send_deliver_stdin_lines_exactly_and_in_order() {
+    let ws = Workspace::new("lines");
+    let server = Server::start(&ws, &[]);
+    let out = send(
+        &ws,
+        &server,
+        "key.hex",
+        &[],
+        "alpha\n\n  with spaces  \nlast, without newline",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in ["alpha", "", "  with spaces  ", "last, without newline"] {
+        assert_eq!(server.next_line(), expected);
+    }
+    server.wait_stderr("closed cleanly after 4 messages");
+
+    let out = send(&ws, &server, "key.hex", &["first arg", "second arg"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "first arg");
+    assert_eq!(server.next_line(), "second arg");
+}
+
+#[test]
+fn many_stdin_lines_arrive_in_order() {
+    let ws = Workspace::new("bulk");
+    let server = Server::start(&ws, &[]);
+    let input: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let out = send(&ws, &server, "key.hex", &[], &input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for i in 0..5000 {
+        assert_eq!(server.next_line(), format!("line {i}"));
+    }
+}
+
+#[test]
+fn wrong_key_is_logged_as_invalid_hmac_and_nothing_is_printed() {
+    let ws = Workspace::new("wrongkey");
+    let server = Server::start(&ws, &[]);
+    let out = send(&ws, &server, "other-key.hex", &["forged"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("without confirming"),
+        "{}",
+        text(&out.stderr)
+    );
+    server.wait_stderr("invalid HMAC");
+
+    let out = send(&ws, &server, "key.hex", &["genuine"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The forged message was never printed: the next line is the genuine one.
+    assert_eq!(server.next_line(), "genuine");
+}
+
+#[test]
+fn untrusted_ca_makes_send_fail_naming_the_cause() {
+    let ws = Workspace::new("untrusted");
+    let out = run(&["gen-certs", "--out", &ws.arg("other-pki")], "");
+    assert!(out.status.success());
+    let server = Server::start(&ws, &[]);
+    let args = ws.send_args(&server.addr, "key.hex", "other-pki/ca.pem");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.push("secret");
+    let out = run(&args, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown issuer"),
+        "{}",
+        text(&out.stderr)
+    );
+    server.wait_stderr("handshake failed");
+}
+
+#[test]
+fn an_idle_connection_does_not_stop_another_client_and_is_dropped_at_the_timeout() {
+    let ws = Workspace::new("idle");
+    let server = Server::start(&ws, &["--handshake-timeout", "2"]);
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+
+    let out = send(&ws, &server, "key.hex", &["served while another waits"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served while another waits");
+
+    // The idle connection is closed by the server at its handshake timeout.
+    idle.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    server.wait_stderr("TLS handshake timed out");
+}
+
+#[test]
+fn echo_sends_each_message_back_to_its_sender() {
+    let ws = Workspace::new("echo");
+    let server = Server::start(&ws, &["--echo"]);
+    let out = send(&ws, &server, "key.hex", &[], "ping\npong\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ping\npong\n");
+}
+
+#[test]
+fn short_keys_and_usage_errors_are_refused() {
+    let ws = Workspace::new("refuse");
+    std::fs::write(ws.path("short.hex"), "00112233\n").unwrap();
+    let server = Server::start(&ws, &[]);
+    let out = send(&ws, &server, "short.hex", &["x"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at least 16"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(&["send", "--no-such-flag"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["serve"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let ws = Workspace::new("sigterm");
+    let mut server = Server::start(&ws, &[]);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_stderr("terminated: shutting down");
+    assert!(server.child.wait().unwrap().success());
+}
