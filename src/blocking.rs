@@ -189,7 +189,9 @@ impl From<&LinkError> for SecureServerError {
             LinkError::Tls(_) | LinkError::Config(_) | LinkError::HandshakeTimeout => {
                 SecureServerError::Tls
             }
-            LinkError::Io(_) => SecureServerError::Io,
+            LinkError::Io(_) | LinkError::FirstMessageTimeout(_) | LinkError::IdleTimeout(_) => {
+                SecureServerError::Io
+            }
         }
     }
 }

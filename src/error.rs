@@ -66,6 +66,16 @@ pub enum LinkError {
     #[error("TLS handshake timed out")]
     HandshakeTimeout,
 
+    /// No authenticated message arrived within the server's first-message
+    /// deadline ([`SecureAcceptor::with_first_message_timeout`](crate::SecureAcceptor::with_first_message_timeout)).
+    #[error("no message within {0:?} of the handshake")]
+    FirstMessageTimeout(std::time::Duration),
+
+    /// The peer sent nothing for the server's idle limit
+    /// ([`SecureAcceptor::with_idle_timeout`](crate::SecureAcceptor::with_idle_timeout)).
+    #[error("the peer was silent for {0:?}")]
+    IdleTimeout(std::time::Duration),
+
     /// An I/O error from the underlying transport.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
@@ -123,7 +133,9 @@ impl From<LinkError> for io::Error {
             }
             LinkError::Config(_) => io::ErrorKind::InvalidInput,
             LinkError::Truncated | LinkError::Closed => io::ErrorKind::UnexpectedEof,
-            LinkError::HandshakeTimeout => io::ErrorKind::TimedOut,
+            LinkError::HandshakeTimeout
+            | LinkError::FirstMessageTimeout(_)
+            | LinkError::IdleTimeout(_) => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, err)
     }

@@ -69,7 +69,10 @@ pub mod blocking;
 pub mod certs;
 mod client;
 pub mod codec;
+mod deadline;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod link;
 mod server;

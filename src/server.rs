@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 use tokio_util::codec::Framed;
 
+use crate::deadline::ReadDeadline;
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long, by default, a client has to complete its TLS handshake (see
@@ -47,6 +48,8 @@ pub struct SecureAcceptor {
     config: Arc<rustls::ServerConfig>,
     codec: HmacFrameCodec,
     handshake_timeout: Duration,
+    first_message_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl SecureAcceptor {
@@ -81,6 +84,8 @@ impl SecureAcceptor {
             config,
             codec: HmacFrameCodec::new(hmac_key),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            first_message_timeout: None,
+            idle_timeout: None,
         }
     }
 
@@ -95,6 +100,28 @@ impl SecureAcceptor {
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how long after the handshake the client has to deliver its
+    /// first authenticated message (default: no limit). On expiry the
+    /// server's stream yields [`LinkError::FirstMessageTimeout`] and ends.
+    ///
+    /// This bounds what a client that completes the handshake but never
+    /// proves it holds the key can cost.
+    pub fn with_first_message_timeout(mut self, timeout: Duration) -> Self {
+        self.first_message_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how long the client may stay silent between messages (default:
+    /// no limit). On expiry the server's stream yields
+    /// [`LinkError::IdleTimeout`] and ends.
+    ///
+    /// Silence is measured while the stream is being polled, from the time
+    /// the last message arrived.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
         self
     }
 
@@ -118,6 +145,7 @@ impl SecureAcceptor {
             .map_err(|_| LinkError::HandshakeTimeout)??;
         Ok(SecureServer {
             framed: link::framed(stream, self.codec.clone()),
+            deadline: ReadDeadline::new(self.first_message_timeout, self.idle_timeout),
             terminated: false,
         })
     }
@@ -128,6 +156,8 @@ impl fmt::Debug for SecureAcceptor {
         f.debug_struct("SecureAcceptor")
             .field("codec", &self.codec)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("first_message_timeout", &self.first_message_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +193,7 @@ impl fmt::Debug for SecureAcceptor {
 /// may or may not have sent its message).
 pub struct SecureServer<IO> {
     framed: Framed<TlsStream<IO>, HmacFrameCodec>,
+    deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
 }
@@ -190,13 +221,21 @@ impl<IO> SecureServer<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureServer<IO> {
     type Item = Result<Bytes, LinkError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.terminated {
             return Poll::Ready(None);
         }
-        let item = ready!(Pin::new(&mut self.framed).poll_next(cx));
-        if !matches!(item, Some(Ok(_))) {
-            self.terminated = true;
+        let this = self.get_mut();
+        let item = match Pin::new(&mut this.framed).poll_next(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => match this.deadline.poll_expired(cx) {
+                Some(expired) => Some(Err(expired)),
+                None => return Poll::Pending,
+            },
+        };
+        match item {
+            Some(Ok(_)) => this.deadline.on_message(),
+            _ => this.terminated = true,
         }
         Poll::Ready(item)
     }

@@ -405,3 +405,31 @@ fn serve_stops_cleanly_on_sigterm() {
     server.wait_stderr("terminated: shutting down");
     assert!(server.child.wait().unwrap().success());
 }
+
+#[test]
+fn a_client_that_handshakes_but_never_sends_is_dropped_at_the_first_message_deadline() {
+    let ws = Workspace::new("firstmsg");
+    let server = Server::start(&ws, &["--first-message-timeout", "1"]);
+    let ca = std::fs::read_to_string(ws.path("pki/ca.pem")).unwrap();
+    let key_hex = std::fs::read_to_string(ws.path("key.hex")).unwrap();
+    let connector =
+        secure_link::SecureConnector::new(&ca, secure_link::HmacKey::from_hex(&key_hex).unwrap())
+            .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let end = runtime.block_on(async {
+        use futures::StreamExt;
+        let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let mut client = connector.connect("localhost", tcp).await.unwrap();
+        tokio::time::timeout(PATIENCE, client.next()).await
+    });
+    // The server hangs up (without close_notify: this is not a clean end).
+    let end = end.expect("the silent client was never dropped");
+    assert!(
+        matches!(end, Some(Err(secure_link::LinkError::Truncated))),
+        "{end:?}"
+    );
+    server.wait_stderr("no message within 1s");
+}

@@ -402,3 +402,18 @@ proptest! {
         let _ = codec.decode_eof(&mut buf);
     }
 }
+
+proptest! {
+    /// The fuzz harness (fuzz/) run on proptest inputs, so its checks run in
+    /// every CI build too.
+    #[test]
+    fn fuzz_harness_holds_on_random_inputs(input in prop::collection::vec(any::<u8>(), 0..4096)) {
+        secure_link::fuzzing::check_decoder(&input);
+    }
+}
+
+#[test]
+fn fuzz_harness_decodes_valid_frames_exactly() {
+    // max 97 * 10, chunks of 3, valid-frames mode, payloads "abc", "", "de".
+    secure_link::fuzzing::check_decoder(b"\x0a\x02\x01abc\xff\xffde");
+}

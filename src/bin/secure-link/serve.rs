@@ -36,20 +36,30 @@ pub(crate) struct Args {
     /// Seconds a client has to complete the TLS handshake.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
+    /// Seconds a client has, after the handshake, to send its first
+    /// authenticated message.
+    #[arg(long, default_value_t = 10.0)]
+    first_message_timeout: f64,
+    /// Seconds a client may stay silent between messages.
+    #[arg(long, default_value_t = 300.0)]
+    idle_timeout: f64,
     /// Send every message back to its sender.
     #[arg(long)]
     echo: bool,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    let handshake_timeout = Duration::try_from_secs_f64(args.handshake_timeout)
-        .map_err(|_| Error::msg("--handshake-timeout must be a positive number of seconds"))?;
+    let handshake_timeout = seconds(args.handshake_timeout, "--handshake-timeout")?;
+    let first_message_timeout = seconds(args.first_message_timeout, "--first-message-timeout")?;
+    let idle_timeout = seconds(args.idle_timeout, "--idle-timeout")?;
     let chain = files::read_text(&args.cert_chain, "certificate chain")?;
     let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
     let key = files::read_key(&args.hmac_key)?;
     let acceptor = SecureAcceptor::new(&chain, &private_key, key)?
         .with_max_frame_len(args.max_frame_len)
-        .with_handshake_timeout(handshake_timeout);
+        .with_handshake_timeout(handshake_timeout)
+        .with_first_message_timeout(first_message_timeout)
+        .with_idle_timeout(idle_timeout);
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -94,6 +104,13 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .await
         .map_err(|err| Error::msg(format!("stdout writer failed: {err}")))??;
     Ok(())
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::msg(format!("{flag} must be a positive number of seconds")))
 }
 
 async fn serve_connection(
