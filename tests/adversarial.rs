@@ -69,6 +69,17 @@ async fn spawn_server(
     (addr, rx)
 }
 
+/// Makes room for `sockets` open sockets in this process, or panics saying
+/// why the test cannot run.
+fn allow_sockets(sockets: u64) {
+    let want = sockets + 256;
+    let got = rlimit::increase_nofile_limit(want).unwrap();
+    assert!(
+        got >= want,
+        "the open-file limit is {got}; this test needs {want}"
+    );
+}
+
 async fn honest_client(connector: &SecureConnector, addr: SocketAddr, messages: &[&str]) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut client = connector.connect("localhost", tcp).await.unwrap();
@@ -84,6 +95,7 @@ async fn honest_client(connector: &SecureConnector, addr: SocketAddr, messages: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_500_silent_connections_do_not_delay_an_honest_client() {
     const SILENT: usize = 500;
+    allow_sockets(2 * SILENT as u64);
     let (connector, acceptor) = endpoints(KEY);
     let handshake_timeout = Duration::from_secs(2);
     let (addr, mut outcomes) =
@@ -403,6 +415,7 @@ async fn a_silent_client_hits_the_idle_deadline_and_an_active_one_does_not() {
 async fn a_thousand_concurrent_connections_of_100_messages_lose_nothing() {
     const CLIENTS: usize = 1000;
     const MESSAGES: usize = 100;
+    allow_sockets(2 * CLIENTS as u64);
     let (connector, acceptor) = endpoints(KEY);
     let (addr, mut outcomes) = spawn_server(acceptor).await;
 
