@@ -64,6 +64,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod benchmark;
 pub mod blocking;
 #[cfg(feature = "certs")]
 pub mod certs;

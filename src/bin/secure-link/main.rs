@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error.
 
+mod bench;
 mod demo;
 mod files;
 mod generate;
@@ -37,6 +38,8 @@ enum Command {
     Serve(serve::Args),
     /// Send messages (arguments, or the lines of stdin) over a secure link.
     Send(send::Args),
+    /// Measure throughput against raw TLS framing and a hand-written codec.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
