@@ -1,4 +1,5 @@
 //! HmacFrameCodec encode and decode by frame size.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -3,6 +3,7 @@
 //! batched and per message; and handshakes per second.
 //!
 //! `secure-link bench` prints the same comparison as a table with ratios.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,9 @@ fn link(c: &mut Criterion) {
     for transport in [Transport::Duplex, Transport::Tcp] {
         for mode in [Mode::Batched, Mode::PerMessage] {
             let mut group = c.benchmark_group(format!("link/{transport:?}/{mode:?}"));
-            group.sample_size(10).measurement_time(Duration::from_secs(3));
+            group
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(3));
             for size in SIZES {
                 // Messages per timed transfer: about 4 MiB batched, 1 MiB
                 // per message.

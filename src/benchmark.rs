@@ -235,14 +235,13 @@ where
             pump(client?, server?, mode, size, count).await
         }
         Peer::P1 => {
-            let (client, server) = raw_tls(
-                &setup.ours_client,
-                &setup.ours_server,
-                client_io,
-                server_io,
-            )
-            .await?;
-            let codec = || LengthDelimitedCodec::builder().max_frame_length(max).new_codec();
+            let (client, server) =
+                raw_tls(&setup.ours_client, &setup.ours_server, client_io, server_io).await?;
+            let codec = || {
+                LengthDelimitedCodec::builder()
+                    .max_frame_length(max)
+                    .new_codec()
+            };
             let mut client = Framed::new(client, codec());
             client.set_backpressure_boundary(128 * 1024);
             let server = Framed::new(server, codec());
@@ -408,6 +407,6 @@ impl fmt::Debug for NaiveHmacCodec {
 /// The median of `samples` by throughput.
 pub fn median(samples: &[Sample]) -> Option<Sample> {
     let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+    sorted.sort_by_key(|s| s.elapsed);
     sorted.get(sorted.len() / 2).copied()
 }

@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls};
 use tokio_util::codec::Framed;
 
+use crate::codec::{AuthMode, Role};
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long [`SecureClient`]'s `close()` waits, by default, for the server
@@ -45,6 +46,7 @@ const CLOSE_READ_LIMIT: usize = 1024 * 1024;
 pub struct SecureConnector {
     config: Arc<rustls::ClientConfig>,
     codec: HmacFrameCodec,
+    auth_mode: AuthMode,
     close_timeout: Duration,
 }
 
@@ -69,6 +71,7 @@ impl SecureConnector {
         SecureConnector {
             config,
             codec: HmacFrameCodec::new(hmac_key),
+            auth_mode: AuthMode::Lab,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
@@ -77,6 +80,14 @@ impl SecureConnector {
     /// (default [`DEFAULT_MAX_FRAME_LEN`](crate::DEFAULT_MAX_FRAME_LEN)).
     pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
         self.codec = self.codec.with_max_frame_len(max_frame_len);
+        self
+    }
+
+    /// Sets how frame tags are computed (default [`AuthMode::Lab`]). Both
+    /// ends of a link must use the same mode: a mismatch fails the first
+    /// message with [`LinkError::InvalidHmac`].
+    pub fn with_auth_mode(mut self, mode: AuthMode) -> Self {
+        self.auth_mode = mode;
         self
     }
 
@@ -119,8 +130,14 @@ impl SecureConnector {
         let stream = TlsConnector::from(self.config.clone())
             .connect(name, io)
             .await?;
+        let codec = link::connection_codec(
+            &self.codec,
+            self.auth_mode,
+            stream.get_ref().1,
+            Role::Client,
+        )?;
         Ok(SecureClient {
-            framed: link::framed(stream, self.codec.clone()),
+            framed: link::framed(stream, codec),
             close_timeout: self.close_timeout,
             closing: Closing::Open,
             read_while_closing: VecDeque::new(),
@@ -134,6 +151,7 @@ impl fmt::Debug for SecureConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureConnector")
             .field("codec", &self.codec)
+            .field("auth_mode", &self.auth_mode)
             .field("close_timeout", &self.close_timeout)
             .finish_non_exhaustive()
     }

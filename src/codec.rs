@@ -54,6 +54,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder};
+use zeroize::Zeroize;
 
 use crate::{HmacKey, LinkError};
 
@@ -89,8 +90,54 @@ const FORMAT_MAX_FRAME_LEN: usize = u32::MAX as usize;
 pub struct HmacFrameCodec {
     /// HMAC state keyed once; cloned per frame.
     keyed: Hmac<Sha256>,
+    /// `None` in the lab format; the direction labels and counters in the
+    /// session-bound format.
+    session: Option<SessionBinding>,
     max_frame_len: usize,
     read: ReadState,
+}
+
+/// Which end of the link a session-bound codec serves: it signs frames in
+/// its own direction and verifies frames in the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that opened the connection: sends `c2s`, receives `s2c`.
+    Client,
+    /// The end that accepted it: sends `s2c`, receives `c2s`.
+    Server,
+}
+
+/// How frame tags are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// The lab's format: `tag = HMAC-SHA256(key, payload)`. A (payload,
+    /// tag) pair is valid on any connection that uses the key.
+    #[default]
+    Lab,
+    /// Tags bound to the TLS session and to the message's position:
+    /// `tag = HMAC-SHA256(K, dir || counter || payload)` with
+    /// `K = HMAC-SHA256(key, exporter)`; see SECURITY.md for the protocol.
+    /// Frames cannot be replayed, relayed into another connection,
+    /// reordered or dropped without detection. Both ends must use it.
+    SessionBound,
+}
+
+/// The TLS exporter label of [`AuthMode::SessionBound`] (RFC 8446 §7.5).
+pub const SESSION_EXPORTER_LABEL: &[u8] = b"EXPORTER-secure-link-session-v1";
+
+/// Bytes of keying material exported for [`AuthMode::SessionBound`].
+pub const SESSION_EXPORTER_LEN: usize = 32;
+
+/// Direction labels and per-direction message counters.
+#[derive(Clone, Copy, Debug)]
+struct SessionBinding {
+    send_dir: &'static [u8; 3],
+    recv_dir: &'static [u8; 3],
+    /// Index of the next frame sent / expected. At 10^9 frames a second a
+    /// u64 lasts 584 years, so it is not checked for overflow.
+    sent: u64,
+    received: u64,
 }
 
 /// Where the decoder is in the current frame. The write path has no state.
@@ -114,9 +161,40 @@ impl HmacFrameCodec {
         };
         HmacFrameCodec {
             keyed,
+            session: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             read: ReadState::Head,
         }
+    }
+
+    /// A codec in the session-bound format ([`AuthMode::SessionBound`]) for
+    /// one connection: keyed with `K = HMAC-SHA256(key, exporter)`, where
+    /// `key` is this codec's key and `exporter` the connection's
+    /// [`SESSION_EXPORTER_LEN`] bytes of TLS keying material exported with
+    /// [`SESSION_EXPORTER_LABEL`] and no context. Counters start at 0; the
+    /// maximum frame length is kept.
+    ///
+    /// [`SecureConnector`](crate::SecureConnector) and
+    /// [`SecureAcceptor`](crate::SecureAcceptor) do this for you with
+    /// `with_auth_mode(AuthMode::SessionBound)`.
+    pub fn bound_to_session(&self, exporter: &[u8], role: Role) -> Self {
+        let mut derive = self.keyed.clone();
+        derive.update(exporter);
+        let mut session_key: [u8; TAG_LEN] = derive.finalize().into_bytes().into();
+        let mut codec = HmacFrameCodec::new(&session_key[..]);
+        session_key.zeroize();
+        let (send_dir, recv_dir) = match role {
+            Role::Client => (b"c2s", b"s2c"),
+            Role::Server => (b"s2c", b"c2s"),
+        };
+        codec.session = Some(SessionBinding {
+            send_dir,
+            recv_dir,
+            sent: 0,
+            received: 0,
+        });
+        codec.max_frame_len = self.max_frame_len;
+        codec
     }
 
     /// Sets the largest payload, in bytes, that this codec encodes or
@@ -150,21 +228,37 @@ impl HmacFrameCodec {
         dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
         dst.put_u32(len);
         dst.extend_from_slice(payload);
-        dst.extend_from_slice(&self.tag(payload));
+        let tag = self.tag(payload);
+        dst.extend_from_slice(&tag);
         Ok(())
     }
 
-    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
+    /// The tag of the next frame sent.
+    fn tag(&mut self, payload: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.keyed.clone();
+        if let Some(session) = &mut self.session {
+            mac.update(session.send_dir);
+            mac.update(&session.sent.to_be_bytes());
+            session.sent += 1;
+        }
         mac.update(payload);
         mac.finalize().into_bytes().into()
     }
 
-    fn verify(&self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
+    /// Checks the tag of the next frame received.
+    fn verify(&mut self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
         let mut mac = self.keyed.clone();
+        if let Some(session) = &self.session {
+            mac.update(session.recv_dir);
+            mac.update(&session.received.to_be_bytes());
+        }
         mac.update(payload);
         // Constant-time comparison.
-        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)
+        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)?;
+        if let Some(session) = &mut self.session {
+            session.received += 1;
+        }
+        Ok(())
     }
 
     fn too_large(&self, len: usize) -> LinkError {
@@ -240,6 +334,7 @@ impl Decoder for HmacFrameCodec {
 impl fmt::Debug for HmacFrameCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HmacFrameCodec")
+            .field("session", &self.session)
             .field("max_frame_len", &self.max_frame_len)
             .field("read", &self.read)
             .finish_non_exhaustive()

@@ -82,7 +82,7 @@ mod server;
 pub mod tls;
 
 pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
-pub use codec::{DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
+pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
 pub use error::LinkError;
 pub use key::{GENERATED_KEY_LEN, HmacKey};
 pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, SecureAcceptor, SecureServer};

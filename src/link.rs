@@ -2,9 +2,12 @@
 //! the client and the server.
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls::ConnectionCommon;
 use tokio_util::codec::Framed;
+use zeroize::Zeroize;
 
-use crate::HmacFrameCodec;
+use crate::codec::{AuthMode, Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN};
+use crate::{HmacFrameCodec, LinkError};
 
 /// Bytes of encoded frames the write buffer collects before `poll_ready`
 /// flushes it. tokio-util's default of 8 KiB makes small TLS records and one
@@ -24,4 +27,27 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(
     let mut framed = Framed::with_capacity(io, codec, READ_BUFFER_CAPACITY);
     framed.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
     framed
+}
+
+/// The codec for one connection: the template as is in the lab format, or
+/// bound to this TLS session in the session-bound format.
+pub(crate) fn connection_codec<D>(
+    template: &HmacFrameCodec,
+    mode: AuthMode,
+    conn: &ConnectionCommon<D>,
+    role: Role,
+) -> Result<HmacFrameCodec, LinkError> {
+    match mode {
+        AuthMode::Lab => Ok(template.clone()),
+        AuthMode::SessionBound => {
+            let mut exporter = conn.export_keying_material(
+                [0u8; SESSION_EXPORTER_LEN],
+                SESSION_EXPORTER_LABEL,
+                None,
+            )?;
+            let codec = template.bound_to_session(&exporter, role);
+            exporter.zeroize();
+            Ok(codec)
+        }
+    }
 }

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 use tokio_util::codec::Framed;
 
+use crate::codec::{AuthMode, Role};
 use crate::deadline::ReadDeadline;
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
@@ -47,6 +48,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SecureAcceptor {
     config: Arc<rustls::ServerConfig>,
     codec: HmacFrameCodec,
+    auth_mode: AuthMode,
     handshake_timeout: Duration,
     first_message_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -83,6 +85,7 @@ impl SecureAcceptor {
         SecureAcceptor {
             config,
             codec: HmacFrameCodec::new(hmac_key),
+            auth_mode: AuthMode::Lab,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             first_message_timeout: None,
             idle_timeout: None,
@@ -93,6 +96,14 @@ impl SecureAcceptor {
     /// (default [`DEFAULT_MAX_FRAME_LEN`](crate::DEFAULT_MAX_FRAME_LEN)).
     pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
         self.codec = self.codec.with_max_frame_len(max_frame_len);
+        self
+    }
+
+    /// Sets how frame tags are computed (default [`AuthMode::Lab`]). Both
+    /// ends of a link must use the same mode: a mismatch fails the first
+    /// message with [`LinkError::InvalidHmac`].
+    pub fn with_auth_mode(mut self, mode: AuthMode) -> Self {
+        self.auth_mode = mode;
         self
     }
 
@@ -143,8 +154,14 @@ impl SecureAcceptor {
         let stream = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
             .map_err(|_| LinkError::HandshakeTimeout)??;
+        let codec = link::connection_codec(
+            &self.codec,
+            self.auth_mode,
+            stream.get_ref().1,
+            Role::Server,
+        )?;
         Ok(SecureServer {
-            framed: link::framed(stream, self.codec.clone()),
+            framed: link::framed(stream, codec),
             deadline: ReadDeadline::new(self.first_message_timeout, self.idle_timeout),
             terminated: false,
         })
@@ -155,6 +172,7 @@ impl fmt::Debug for SecureAcceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureAcceptor")
             .field("codec", &self.codec)
+            .field("auth_mode", &self.auth_mode)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("first_message_timeout", &self.first_message_timeout)
             .field("idle_timeout", &self.idle_timeout)

@@ -219,6 +219,14 @@ fn demo_exits_0_reports_tls13_and_no_plaintext_on_the_wire() {
         stdout.contains("rejected with an invalid-HMAC error"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("lab mode (default)      relayed frame ACCEPTED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("session-bound mode      relayed frame refused: invalid HMAC"),
+        "{stdout}"
+    );
     assert!(stdout.contains("All checks passed."), "{stdout}");
 }
 
@@ -432,4 +440,22 @@ fn a_client_that_handshakes_but_never_sends_is_dropped_at_the_first_message_dead
         "{end:?}"
     );
     server.wait_stderr("no message within 1s");
+}
+
+#[test]
+fn session_bound_serve_and_send_interoperate_and_refuse_lab_clients() {
+    let ws = Workspace::new("sessionbound");
+    let server = Server::start(&ws, &["--session-bound"]);
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.push("--session-bound".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "bound one\nbound two\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "bound one");
+    assert_eq!(server.next_line(), "bound two");
+
+    // A client in the lab format is refused on its first message.
+    let out = send(&ws, &server, "key.hex", &["lab format"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    server.wait_stderr("invalid HMAC");
 }

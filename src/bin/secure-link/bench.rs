@@ -53,14 +53,18 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         ModeArg::Both => &[Mode::Batched, Mode::PerMessage],
     };
     if args.sizes.is_empty() || args.rounds == 0 {
-        return Err(Error::msg("nothing to run: give at least one --size and one round"));
+        return Err(Error::msg(
+            "nothing to run: give at least one --size and one round",
+        ));
     }
     let setup = Setup::new()?;
     let count_for = |mode: Mode, size: usize| {
-        args.count.unwrap_or(match mode {
-            Mode::Batched => (64 << 20) / size.max(1),
-            Mode::PerMessage => ((4 << 20) / size.max(1)).min(20_000),
-        }).max(1)
+        args.count
+            .unwrap_or(match mode {
+                Mode::Batched => (64 << 20) / size.max(1),
+                Mode::PerMessage => ((4 << 20) / size.max(1)).min(20_000),
+            })
+            .max(1)
     };
 
     let total = args.rounds * modes.len() * args.sizes.len() * Peer::ALL.len();
@@ -77,7 +81,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 for peer in Peer::ALL {
                     progress.set_message(format!("{mode:?} {size} B {peer}"));
                     let sample =
-                        transfer(&setup, peer, transport, mode, size, count_for(mode, size)).await?;
+                        transfer(&setup, peer, transport, mode, size, count_for(mode, size))
+                            .await?;
                     samples.entry((mode, size, peer)).or_default().push(sample);
                     progress.inc(1);
                 }
@@ -90,13 +95,25 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         "secure-link bench: client -> server over {transport:?}, medians of {} interleaved rounds",
         args.rounds
     );
-    println!("ours: this crate; P1: tokio-rustls + LengthDelimitedCodec (no HMAC, same TLS config);");
-    println!("P2: hand-written HMAC codec, default Framed, same TLS config; P3: P2 on tokio-rustls defaults\n");
+    println!(
+        "ours: this crate; P1: tokio-rustls + LengthDelimitedCodec (no HMAC, same TLS config);"
+    );
+    println!(
+        "P2: hand-written HMAC codec, default Framed, same TLS config; P3: P2 on tokio-rustls defaults\n"
+    );
     for &mode in modes {
         println!("{mode:?}");
         println!(
             "{:>9} {:>11} {:>12} {:>11} {:>11} {:>11} {:>8} {:>8} {:>8}",
-            "size", "ours MB/s", "ours msg/s", "P1 MB/s", "P2 MB/s", "P3 MB/s", "ours/P1", "ours/P2", "ours/P3"
+            "size",
+            "ours MB/s",
+            "ours msg/s",
+            "P1 MB/s",
+            "P2 MB/s",
+            "P3 MB/s",
+            "ours/P1",
+            "ours/P2",
+            "ours/P3"
         );
         for &size in &args.sizes {
             let median_of = |peer| {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use secure_link::rustls::pki_types::CertificateDer;
-use secure_link::{HmacKey, LinkError, SecureAcceptor, SecureConnector, certs};
+use secure_link::{AuthMode, HmacKey, LinkError, SecureAcceptor, SecureConnector, certs};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::{Error, files};
+use crate::{Error, files, relay};
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -193,6 +193,26 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             ),
         }
     );
+    println!(
+        "Relay attack: a proxy that terminates TLS (it holds a certificate the client accepts,"
+    );
+    println!("but not the HMAC key) records a frame and replays it into its own connection");
+    let lab = relay::attack(&pki, &key, AuthMode::Lab, "pay 100 to Mallory").await?;
+    let bound = relay::attack(&pki, &key, AuthMode::SessionBound, "pay 100 to Mallory").await?;
+    let relay_line = |outcome: &relay::Outcome| match (&outcome.end, outcome.delivered.len()) {
+        (None, n) if n > 0 => format!("relayed frame ACCEPTED ({n} message delivered)"),
+        (Some(LinkError::InvalidHmac), 0) => "relayed frame refused: invalid HMAC".to_owned(),
+        (end, n) => format!("{n} delivered, end: {end:?}"),
+    };
+    println!("  lab mode (default)      {}", relay_line(&lab));
+    println!("  session-bound mode      {}\n", relay_line(&bound));
+    let bound_refused =
+        bound.delivered.is_empty() && matches!(bound.end, Some(LinkError::InvalidHmac));
+    let lab_relayed = lab.end.is_none() && lab.delivered.len() == 1;
+    if !bound_refused || !lab_relayed {
+        failures.push("the relay demonstration did not behave as documented".to_owned());
+    }
+
     if !found.is_empty() || wire.first() != Some(&0x16) {
         failures.push("plaintext visible on the wire".to_owned());
     }

@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod files;
 mod generate;
+mod relay;
 mod send;
 mod serve;
 
@@ -76,6 +77,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))
+}
+
+/// The tag mode a `--session-bound` flag selects.
+pub(crate) fn auth_mode(session_bound: bool) -> secure_link::AuthMode {
+    if session_bound {
+        secure_link::AuthMode::SessionBound
+    } else {
+        secure_link::AuthMode::Lab
+    }
 }
 
 /// A failure to report to the user: one line, naming the cause.

@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// Largest message sent or accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
     max_frame_len: usize,
+    /// Bind every tag to the TLS session and the message's position (the
+    /// server must use `serve --session-bound`; see SECURITY.md).
+    #[arg(long)]
+    session_bound: bool,
     /// Seconds allowed for connecting and for the TLS handshake.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
@@ -46,7 +50,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .ok_or_else(|| Error::msg("--timeout must be a positive number of seconds"))?;
     let ca = files::read_text(&args.ca, "CA certificate")?;
     let key = files::read_key(&args.hmac_key)?;
-    let connector = SecureConnector::new(&ca, key)?.with_max_frame_len(args.max_frame_len);
+    let connector = SecureConnector::new(&ca, key)?
+        .with_max_frame_len(args.max_frame_len)
+        .with_auth_mode(crate::auth_mode(args.session_bound));
 
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(&args.connect))
         .await

@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// Send every message back to its sender.
     #[arg(long)]
     echo: bool,
+    /// Bind every tag to the TLS session and the message's position
+    /// (clients must use `send --session-bound`; see SECURITY.md).
+    #[arg(long)]
+    session_bound: bool,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
@@ -59,7 +63,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .with_max_frame_len(args.max_frame_len)
         .with_handshake_timeout(handshake_timeout)
         .with_first_message_timeout(first_message_timeout)
-        .with_idle_timeout(idle_timeout);
+        .with_idle_timeout(idle_timeout)
+        .with_auth_mode(crate::auth_mode(args.session_bound));
 
     let listener = TcpListener::bind(args.listen)
         .await
