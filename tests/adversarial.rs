@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{KEY, Tap, endpoints};
+use common::{KEY, Tap, connected, endpoints};
 use futures::{SinkExt, StreamExt};
 use secure_link::{HmacFrameCodec, LinkError, SecureAcceptor, SecureConnector, SecureServer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -360,12 +360,7 @@ async fn truncated_frames_are_errors_whether_or_not_close_notify_follows() {
 async fn a_client_that_never_sends_a_message_hits_the_first_message_deadline() {
     let (connector, acceptor) = endpoints(KEY);
     let acceptor = acceptor.with_first_message_timeout(Duration::from_secs(5));
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (_client, mut server) = (client.unwrap(), server.unwrap());
+    let (_client, mut server) = connected(&connector, &acceptor).await;
     let started = tokio::time::Instant::now();
     let verdict = server.next().await;
     assert!(
@@ -382,12 +377,7 @@ async fn a_silent_client_hits_the_idle_deadline_and_an_active_one_does_not() {
     let acceptor = acceptor
         .with_first_message_timeout(Duration::from_secs(5))
         .with_idle_timeout(Duration::from_secs(10));
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
 
     // Active: a message every 6 s for a minute (over the 5 s first-message
     // limit in total, under the 10 s idle limit each time).

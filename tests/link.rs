@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{KEY, Tap, endpoints, pki, tcp_pair};
+use common::{KEY, Tap, connected, endpoints, pki, tcp_pair};
 use futures::{SinkExt, StreamExt, stream};
 use secure_link::rustls::{self, CertificateError};
 use secure_link::{LinkError, SecureAcceptor, SecureConnector, SecureServer, tls};
@@ -97,12 +97,7 @@ async fn tcp_link_negotiates_tls13_and_delivers() {
 #[tokio::test]
 async fn post_quantum_hybrid_key_exchange_is_negotiated() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (client, server) = (client.unwrap(), server.unwrap());
+    let (client, server) = connected(&connector, &acceptor).await;
     for group in [
         client.get_ref().1.negotiated_key_exchange_group(),
         server.get_ref().1.negotiated_key_exchange_group(),
@@ -119,12 +114,7 @@ async fn wrong_key_is_invalid_hmac_and_the_stream_ends() {
     let pki = pki();
     let connector = SecureConnector::new(&pki.ca_pem, &b"not the key"[..]).unwrap();
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     client.send("first forged".into()).await.unwrap();
     client.send("second forged".into()).await.unwrap();
     assert!(matches!(
@@ -138,12 +128,7 @@ async fn wrong_key_is_invalid_hmac_and_the_stream_ends() {
 #[tokio::test]
 async fn send_flushes_so_the_server_sees_the_message_while_the_link_is_open() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     for i in 0..3 {
         let message = Bytes::from(format!("message {i}"));
         client.send(message.clone()).await.unwrap();
@@ -197,12 +182,7 @@ async fn batched_frames_fill_whole_tls_records() {
 #[tokio::test]
 async fn close_sends_close_notify_so_the_server_stream_ends_cleanly() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     client.feed("unflushed".into()).await.unwrap();
     let closing = tokio::spawn(async move {
         client.close().await.unwrap();
@@ -222,12 +202,7 @@ async fn close_sends_close_notify_so_the_server_stream_ends_cleanly() {
 #[tokio::test]
 async fn server_dropping_without_close_notify_is_truncation_for_the_client() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     let server = tokio::spawn(async move {
         let result = drain(&mut server).await;
         drop(server); // no close(): no close_notify
@@ -264,12 +239,7 @@ async fn client_vanishing_without_close_notify_is_truncated_not_a_clean_end() {
 #[tokio::test]
 async fn eof_inside_a_frame_is_truncated_even_after_close_notify() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (client, mut server) = (client.unwrap(), server.unwrap());
+    let (client, mut server) = connected(&connector, &acceptor).await;
     // Half a frame through the raw TLS stream, then a proper close_notify.
     let mut tls = client.into_inner();
     tls.write_all(&[0, 0, 0, 100, b'h', b'a', b'l', b'f'])
@@ -288,12 +258,7 @@ async fn frame_over_the_servers_limit_is_refused() {
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY)
         .unwrap()
         .with_max_frame_len(1000);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     client.send(Bytes::from(vec![1u8; 1000])).await.unwrap();
     client.send(Bytes::from(vec![2u8; 1001])).await.unwrap();
     assert_eq!(server.next().await.unwrap().unwrap().len(), 1000);
@@ -314,12 +279,7 @@ async fn client_refuses_to_send_over_its_limit() {
         .unwrap()
         .with_max_frame_len(10);
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
     let err = client.send(Bytes::from(vec![0u8; 11])).await.unwrap_err();
     assert!(matches!(err, LinkError::FrameTooLarge { len: 11, max: 10 }));
     client.send("fits".into()).await.unwrap();

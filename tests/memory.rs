@@ -9,7 +9,7 @@ mod common;
 use std::alloc::System;
 
 use cap::Cap;
-use common::{KEY, endpoints};
+use common::{KEY, connected, endpoints};
 use futures::StreamExt;
 use secure_link::LinkError;
 use tokio::io::AsyncWriteExt;
@@ -28,12 +28,7 @@ async fn hostile_length_prefixes_cost_bounded_memory() {
 
 async fn a_declared_4_gib_frame_is_refused_and_the_heap_grows_less_than_1_mib() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (client, mut server) = (client.unwrap(), server.unwrap());
+    let (client, mut server) = connected(&connector, &acceptor).await;
     let mut tls = client.into_inner();
 
     // Baseline: both ends connected, nothing sent yet. From here on, any
@@ -63,12 +58,7 @@ async fn a_declared_4_gib_frame_is_refused_and_the_heap_grows_less_than_1_mib() 
 async fn a_frame_at_the_limit_that_never_completes_costs_what_was_sent() {
     let (connector, acceptor) = endpoints(KEY);
     let acceptor = acceptor.with_max_frame_len(64 * ONE_MIB);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (client, mut server) = (client.unwrap(), server.unwrap());
+    let (client, mut server) = connected(&connector, &acceptor).await;
     let mut tls = client.into_inner();
 
     let baseline = HEAP.allocated();

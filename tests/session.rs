@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use common::{KEY, pki};
+use common::{KEY, connected, pki};
 use futures::{SinkExt, StreamExt};
 use secure_link::codec::{Role, SESSION_EXPORTER_LABEL};
 use secure_link::rustls::pki_types::ServerName;
@@ -204,12 +204,7 @@ async fn session_pair(
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY)
         .unwrap()
         .with_auth_mode(server_mode);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    (client.unwrap(), server.unwrap())
+    connected(&connector, &acceptor).await
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use secure_link::certs::{self, CertBundle};
-use secure_link::{SecureAcceptor, SecureConnector};
+use secure_link::{SecureAcceptor, SecureClient, SecureConnector, SecureServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub const KEY: &[u8] = b"integration test key";
@@ -25,6 +25,22 @@ pub fn endpoints(key: &[u8]) -> (SecureConnector, SecureAcceptor) {
     let connector = SecureConnector::new(&pki.ca_pem, key).unwrap();
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, key).unwrap();
     (connector, acceptor)
+}
+
+/// A client and a server connected over `tokio::io::duplex`, handshake done.
+pub async fn connected(
+    connector: &SecureConnector,
+    acceptor: &SecureAcceptor,
+) -> (
+    SecureClient<tokio::io::DuplexStream>,
+    SecureServer<tokio::io::DuplexStream>,
+) {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    (client.unwrap(), server.unwrap())
 }
 
 /// A connected pair of TCP streams on 127.0.0.1.
