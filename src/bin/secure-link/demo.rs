@@ -129,7 +129,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         yes_no(report.error.is_none())
     );
     println!(
-        "  bulk throughput         {:.0} MB/s, {:.0} messages/s (batched, one client, one core each side)\n",
+        "  bulk throughput         {:.0} MB/s, {:.0} messages/s (batched, one client, both ends in this process)\n",
         expected_bulk_bytes as f64 / seconds / 1e6,
         args.messages as f64 / seconds
     );
