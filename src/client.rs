@@ -252,10 +252,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         let this = self.get_mut();
         let poll = this.poll_close_inner(cx);
-        if poll.is_ready() || !this.read_while_closing.is_empty() {
-            if let Some(reader) = this.reader.take() {
-                reader.wake();
-            }
+        if (poll.is_ready() || !this.read_while_closing.is_empty())
+            && let Some(reader) = this.reader.take()
+        {
+            reader.wake();
         }
         poll
     }

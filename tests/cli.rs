@@ -459,3 +459,42 @@ fn session_bound_serve_and_send_interoperate_and_refuse_lab_clients() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     server.wait_stderr("invalid HMAC");
 }
+
+#[test]
+fn bench_prints_the_comparison_table() {
+    let out = run(
+        &[
+            "bench",
+            "--size",
+            "64",
+            "--size",
+            "4096",
+            "--count",
+            "200",
+            "--rounds",
+            "1",
+            "--transport",
+            "duplex",
+            "--mode",
+            "batched",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for column in [
+        "ours MB/s",
+        "P1 MB/s",
+        "P2 MB/s",
+        "P3 MB/s",
+        "ours/P1",
+        "ours/P2",
+        "ours/P3",
+    ] {
+        assert!(stdout.contains(column), "{column} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("64 B") && stdout.contains("4 KiB"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,90 @@
+//! An independent client: Python's `ssl` (OpenSSL) and `hmac` modules speak
+//! the frame format to our server, then close with `unwrap()`
+//! (`SSL_shutdown`), which fails unless the server answers `close_notify`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{KEY, pki};
+use futures::{SinkExt, StreamExt};
+use secure_link::SecureAcceptor;
+
+const CLIENT: &str = r#"
+import hashlib, hmac, socket, ssl, struct, sys
+port, ca, key = int(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+for message in [b"hello from OpenSSL", b"", "ünïcode".encode()]:
+    tag = hmac.new(key, message, hashlib.sha256).digest()
+    sock.sendall(struct.pack(">I", len(message)) + message + tag)
+def read_exact(n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "server closed early"
+        data += chunk
+    return data
+# The server echoes the first message back, in the same format.
+(length,) = struct.unpack(">I", read_exact(4))
+payload, tag = read_exact(length), read_exact(32)
+assert hmac.compare_digest(tag, hmac.new(key, payload, hashlib.sha256).digest()), "bad tag"
+print("echo", payload.decode())
+version = sock.version()
+sock.unwrap()  # SSL_shutdown: sends close_notify, then waits for the server's
+print("clean shutdown", version)
+"#;
+
+#[tokio::test]
+async fn python_openssl_client_interoperates_and_sees_a_clean_shutdown() {
+    let pki = pki();
+    let dir = std::env::temp_dir().join(format!("secure-link-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = acceptor.accept(tcp).await.unwrap();
+        let mut received = Vec::new();
+        while let Some(message) = server.next().await {
+            let message = message.unwrap();
+            if received.is_empty() {
+                server.send(message.clone()).await.unwrap();
+            }
+            received.push(message);
+        }
+        server.close().await.unwrap();
+        received
+    });
+
+    let client = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([
+                "-c",
+                CLIENT,
+                &port.to_string(),
+                ca.to_str().unwrap(),
+                &hex::encode(KEY),
+            ])
+            .output()
+            .expect("python3 is needed for this test")
+    });
+    let out = client.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("echo hello from OpenSSL"), "{stdout}");
+    assert!(stdout.contains("clean shutdown TLSv1.3"), "{stdout}");
+    let received = server.await.unwrap();
+    assert_eq!(received, ["hello from OpenSSL", "", "ünïcode"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
