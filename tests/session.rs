@@ -241,3 +241,23 @@ async fn mismatched_modes_fail_on_the_first_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_real_connections_export_different_keying_material() {
+    let (client_a, server_a) = session_pair(AuthMode::SessionBound, AuthMode::SessionBound).await;
+    let (client_b, _server_b) = session_pair(AuthMode::SessionBound, AuthMode::SessionBound).await;
+    let export = |conn: &secure_link::rustls::ClientConnection| {
+        conn.export_keying_material([0u8; 32], SESSION_EXPORTER_LABEL, None)
+            .unwrap()
+    };
+    let a = export(client_a.get_ref().1);
+    let b = export(client_b.get_ref().1);
+    assert_ne!(a, b, "two sessions, two exporters, two session keys");
+    // Both ends of one connection agree on it.
+    let a_server = server_a
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 32], SESSION_EXPORTER_LABEL, None)
+        .unwrap();
+    assert_eq!(a, a_server);
+}
