@@ -181,9 +181,12 @@ impl fmt::Debug for SecureConnector {
 /// side, then waits (at most the connector's close timeout) until the
 /// server answers with its own `close_notify` or closes the connection.
 /// While it waits it reads what the server sends; frames that arrive are
-/// kept and still come out of the stream afterwards. This guarantees the
-/// server received everything: it rules out the TCP reset that closing with
-/// unread data (such as TLS 1.3 session tickets) would cause.
+/// kept and still come out of the stream afterwards. A server that answers
+/// with `close_notify` has read everything (the stream then ends with
+/// `None`; a server that hung up without it shows as
+/// [`LinkError::Truncated`]). The wait also rules out the TCP reset that
+/// closing with unread data (such as TLS 1.3 session tickets) would cause,
+/// which can destroy data still queued for sending.
 ///
 /// # Cancellation safety
 ///
@@ -251,7 +254,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         let this = self.get_mut();
-        let poll = this.poll_close_inner(cx);
+        let poll = Self::poll_close_inner(this, cx);
         if (poll.is_ready() || !this.read_while_closing.is_empty())
             && let Some(reader) = this.reader.take()
         {
@@ -262,8 +265,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
-    fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        let this = self;
+    fn poll_close_inner(this: &mut Self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         loop {
             match &mut this.closing {
                 Closing::Open => {
