@@ -216,6 +216,9 @@ pub struct SecureServer<L: Read + Write> {
     tls: StreamOwned<ServerConnection, L>,
     codec: HmacFrameCodec,
     read_buf: BytesMut,
+    /// Plaintext read from TLS before it is appended to `read_buf`;
+    /// allocated once, not per message.
+    scratch: Box<[u8]>,
     /// The first failure; once set, every call reports it again.
     failed: Option<SecureServerError>,
 }
@@ -261,6 +264,7 @@ impl<L: Read + Write> SecureServer<L> {
             tls: StreamOwned::new(ServerConnection::new(config)?, link),
             codec: HmacFrameCodec::new(hmac_key),
             read_buf: BytesMut::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             failed: None,
         })
     }
@@ -299,12 +303,11 @@ impl<L: Read + Write> SecureServer<L> {
     }
 
     fn read_message(&mut self) -> Result<Vec<u8>, LinkError> {
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
             if let Some(message) = self.codec.decode(&mut self.read_buf)? {
                 return Ok(Vec::from(message));
             }
-            let n = self.tls.read(&mut chunk)?;
+            let n = self.tls.read(&mut self.scratch)?;
             if n == 0 {
                 // close_notify: a clean end only at a frame boundary.
                 return match self.codec.decode_eof(&mut self.read_buf)? {
@@ -315,7 +318,7 @@ impl<L: Read + Write> SecureServer<L> {
                     }
                 };
             }
-            self.read_buf.extend_from_slice(&chunk[..n]);
+            self.read_buf.extend_from_slice(&self.scratch[..n]);
         }
     }
 

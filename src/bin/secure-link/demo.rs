@@ -52,8 +52,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
 
     let pki = certs::generate(&["localhost", "127.0.0.1"])?;
     let key = HmacKey::generate()?;
-    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, &key)?;
-    let connector = SecureConnector::new(&pki.ca_pem, &key)?;
+    let max_frame_len = args.size.max(secure_link::DEFAULT_MAX_FRAME_LEN);
+    let acceptor =
+        SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, &key)?.with_max_frame_len(max_frame_len);
+    let connector = SecureConnector::new(&pki.ca_pem, &key)?.with_max_frame_len(max_frame_len);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     println!("Setup (in memory, nothing written to disk)");
