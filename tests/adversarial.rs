@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{KEY, Tap, connected, endpoints};
+use common::{KEY, Tap, connected, drain, endpoints};
 use futures::{SinkExt, StreamExt};
 use secure_link::{HmacFrameCodec, LinkError, SecureAcceptor, SecureConnector, SecureServer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,23 +26,11 @@ struct Seen {
 }
 
 async fn read_all<IO: AsyncRead + AsyncWrite + Unpin>(mut server: SecureServer<IO>) -> Seen {
-    let mut messages = Vec::new();
-    while let Some(item) = server.next().await {
-        match item {
-            Ok(message) => messages.push(message),
-            Err(err) => {
-                return Seen {
-                    messages,
-                    end: Some(err),
-                };
-            }
-        }
+    let (messages, end) = drain(&mut server).await;
+    if end.is_none() {
+        let _ = server.close().await;
     }
-    let _ = server.close().await;
-    Seen {
-        messages,
-        end: None,
-    }
+    Seen { messages, end }
 }
 
 /// A TCP server on 127.0.0.1 that serves every connection in its own task

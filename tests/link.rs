@@ -8,26 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{KEY, Tap, connected, endpoints, pki, tcp_pair};
+use common::{KEY, Tap, connected, drain, endpoints, pki, tcp_pair};
 use futures::{SinkExt, StreamExt, stream};
 use secure_link::rustls::{self, CertificateError};
-use secure_link::{LinkError, SecureAcceptor, SecureConnector, SecureServer, tls};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-
-/// Reads a server's stream to its end: the messages, and the error that
-/// ended it, if any.
-async fn drain<IO: AsyncRead + AsyncWrite + Unpin>(
-    server: &mut SecureServer<IO>,
-) -> (Vec<Bytes>, Option<LinkError>) {
-    let mut messages = Vec::new();
-    while let Some(item) = server.next().await {
-        match item {
-            Ok(message) => messages.push(message),
-            Err(err) => return (messages, Some(err)),
-        }
-    }
-    (messages, None)
-}
+use secure_link::{LinkError, SecureAcceptor, SecureConnector, tls};
+use tokio::io::AsyncWriteExt;
 
 fn messages(list: &[&str]) -> Vec<Bytes> {
     list.iter()

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use common::{KEY, connected, pki};
+use common::{KEY, connected, drain, pki};
 use futures::{SinkExt, StreamExt};
 use secure_link::codec::{Role, SESSION_EXPORTER_LABEL};
 use secure_link::rustls::pki_types::ServerName;
@@ -155,14 +155,7 @@ async fn relay_attack(mode: AuthMode) -> (Vec<Bytes>, Option<LinkError>) {
     let (relay_io, server_io) = tokio::io::duplex(64 * 1024);
     let server = tokio::spawn(async move {
         let mut server = real_server.accept(server_io).await.unwrap();
-        let mut delivered = Vec::new();
-        while let Some(item) = server.next().await {
-            match item {
-                Ok(message) => delivered.push(message),
-                Err(err) => return (delivered, Some(err)),
-            }
-        }
-        (delivered, None)
+        drain(&mut server).await
     });
     let name = ServerName::try_from("localhost").unwrap();
     let mut relay = TlsConnector::from(client_config)

@@ -43,6 +43,22 @@ pub async fn connected(
     (client.unwrap(), server.unwrap())
 }
 
+/// Reads a server's stream to its end: the messages, and the error that
+/// ended it, if any.
+pub async fn drain<IO: AsyncRead + AsyncWrite + Unpin>(
+    server: &mut SecureServer<IO>,
+) -> (Vec<bytes::Bytes>, Option<secure_link::LinkError>) {
+    use futures::StreamExt;
+    let mut messages = Vec::new();
+    while let Some(item) = server.next().await {
+        match item {
+            Ok(message) => messages.push(message),
+            Err(err) => return (messages, Some(err)),
+        }
+    }
+    (messages, None)
+}
+
 /// A connected pair of TCP streams on 127.0.0.1.
 pub async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
