@@ -91,19 +91,17 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     }
     progress.finish_and_clear();
 
-    println!(
+    outln!(
         "secure-link bench: client -> server over {transport:?}, medians of {} interleaved rounds",
         args.rounds
     );
-    println!(
-        "ours: this crate; P1: tokio-rustls + LengthDelimitedCodec (no HMAC, same TLS config);"
-    );
-    println!(
+    outln!("ours: this crate; P1: tokio-rustls + LengthDelimitedCodec (no HMAC, same TLS config);");
+    outln!(
         "P2: hand-written HMAC codec, default Framed, same TLS config; P3: P2 on tokio-rustls defaults\n"
     );
     for &mode in modes {
-        println!("{mode:?}");
-        println!(
+        outln!("{mode:?}");
+        outln!(
             "{:>9} {:>11} {:>12} {:>11} {:>11} {:>11} {:>8} {:>8} {:>8}",
             "size",
             "ours MB/s",
@@ -124,7 +122,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             let m = |peer| median_of(peer).map_or(0.0, |s| s.mb_per_s());
             let ours = median_of(Peer::Ours);
             let (o, p1, p2, p3) = (m(Peer::Ours), m(Peer::P1), m(Peer::P2), m(Peer::P3));
-            println!(
+            outln!(
                 "{:>9} {:>11.1} {:>12.0} {:>11.1} {:>11.1} {:>11.1} {:>8.2} {:>8.2} {:>8.2}",
                 human(size),
                 o,
@@ -137,7 +135,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 o / p3
             );
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

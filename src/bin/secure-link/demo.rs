@@ -48,7 +48,7 @@ struct Report {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    println!("secure-link demo: TLS 1.3 + HMAC-SHA256 frames over 127.0.0.1 TCP\n");
+    outln!("secure-link demo: TLS 1.3 + HMAC-SHA256 frames over 127.0.0.1 TCP\n");
 
     let pki = certs::generate(&["localhost", "127.0.0.1"])?;
     let key = HmacKey::generate()?;
@@ -58,10 +58,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let connector = SecureConnector::new(&pki.ca_pem, &key)?.with_max_frame_len(max_frame_len);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    println!("Setup (in memory, nothing written to disk)");
-    println!("  CA, server certificate  fresh ECDSA P-256, for localhost and 127.0.0.1");
-    println!("  HMAC key                {} random bytes", key.len());
-    println!("  server                  listening on {addr}\n");
+    outln!("Setup (in memory, nothing written to disk)");
+    outln!("  CA, server certificate  fresh ECDSA P-256, for localhost and 127.0.0.1");
+    outln!("  HMAC key                {} random bytes", key.len());
+    outln!("  server                  listening on {addr}\n");
 
     let (reports, mut next_report) = mpsc::channel(4);
     tokio::spawn(accept_loop(listener, acceptor, reports));
@@ -70,7 +70,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let tcp = TcpStream::connect(addr).await?;
     let mut client = connector.connect("localhost", tcp).await?;
     let link = describe(client.get_ref().1);
-    println!("Messages (printed by the server as it receives them)");
+    outln!("Messages (printed by the server as it receives them)");
     for greeting in GREETINGS {
         client.send(Bytes::from_static(greeting.as_bytes())).await?;
     }
@@ -83,9 +83,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     client.close().await?; // returns once the server answered close_notify
     let report = next(&mut next_report).await?;
     let elapsed = started.elapsed();
-    println!(
+    outln!(
         "  ... and a bulk run of {} messages of {} bytes\n",
-        report.bulk_count, args.size
+        report.bulk_count,
+        args.size
     );
 
     // 2. A client that does not hold the key.
@@ -117,26 +118,26 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         ));
     }
     let seconds = elapsed.as_secs_f64().max(1e-9);
-    println!("Link");
-    println!("  protocol                {}", link.protocol);
-    println!("  cipher suite            {}", link.suite);
-    println!("  key exchange            {}", link.group);
-    println!("  server certificate      {}", link.subject);
-    println!("  issued by               {}", link.issuer);
-    println!(
+    outln!("Link");
+    outln!("  protocol                {}", link.protocol);
+    outln!("  cipher suite            {}", link.suite);
+    outln!("  key exchange            {}", link.group);
+    outln!("  server certificate      {}", link.subject);
+    outln!("  issued by               {}", link.issuer);
+    outln!(
         "  delivered               {} of {} messages, {:.1} MB of payload, clean close: {}",
         report.messages.len() + report.bulk_count,
         GREETINGS.len() + args.messages,
         (report.bulk_bytes as f64) / 1e6,
         yes_no(report.error.is_none())
     );
-    println!(
+    outln!(
         "  bulk throughput         {:.0} MB/s, {:.0} messages/s (batched, one client, both ends in this process)\n",
         expected_bulk_bytes as f64 / seconds / 1e6,
         args.messages as f64 / seconds
     );
 
-    println!("Is the wire encrypted? (every byte the client sent, read off the server's socket)");
+    outln!("Is the wire encrypted? (every byte the client sent, read off the server's socket)");
     let wire = &report.wire;
     let mut plaintexts: Vec<Vec<u8>> = GREETINGS
         .iter()
@@ -158,7 +159,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .flat_map(|g| g.bytes())
         .chain(bulk.iter().take(64).flat_map(|m| m.iter().copied()))
         .collect();
-    println!(
+    outln!(
         "  captured                {:.1} MB, first byte 0x{:02x} ({})",
         wire.len() as f64 / 1e6,
         wire.first().copied().unwrap_or(0),
@@ -168,7 +169,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             "not TLS!"
         }
     );
-    println!(
+    outln!(
         "  plaintext on the wire   {} (searched for {} known messages)",
         if found.is_empty() {
             "none".to_owned()
@@ -177,14 +178,14 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         },
         plaintexts.len()
     );
-    println!(
+    outln!(
         "  byte entropy            {:.4} bits/byte on the wire; {:.2} bits/byte in the plaintext sent",
         entropy(wire),
         entropy(&plain_sample)
     );
     let refused =
         matches!(rejected.error, Some(LinkError::InvalidHmac)) && rejected.messages.is_empty();
-    println!(
+    outln!(
         "  wrong-key client        {}\n",
         match &rejected.error {
             Some(LinkError::InvalidHmac) if refused =>
@@ -195,10 +196,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             ),
         }
     );
-    println!(
-        "Relay attack: a proxy that terminates TLS (it holds a certificate the client accepts,"
-    );
-    println!("but not the HMAC key) records a frame and replays it into its own connection");
+    outln!("Relay attack: a proxy that terminates TLS (it holds a certificate the client accepts,");
+    outln!("but not the HMAC key) records a frame and replays it into its own connection");
     let lab = relay::attack(&pki, &key, AuthMode::Lab, "pay 100 to Mallory").await?;
     let bound = relay::attack(&pki, &key, AuthMode::SessionBound, "pay 100 to Mallory").await?;
     let relay_line = |outcome: &relay::Outcome| match (&outcome.end, outcome.delivered.len()) {
@@ -206,8 +205,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         (Some(LinkError::InvalidHmac), 0) => "relayed frame refused: invalid HMAC".to_owned(),
         (end, n) => format!("{n} delivered, end: {end:?}"),
     };
-    println!("  lab mode (default)      {}", relay_line(&lab));
-    println!("  session-bound mode      {}\n", relay_line(&bound));
+    outln!("  lab mode (default)      {}", relay_line(&lab));
+    outln!("  session-bound mode      {}\n", relay_line(&bound));
     let bound_refused =
         bound.delivered.is_empty() && matches!(bound.end, Some(LinkError::InvalidHmac));
     let lab_relayed = lab.end.is_none() && lab.delivered.len() == 1;
@@ -222,7 +221,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         failures.push("the wrong-key client was not rejected".to_owned());
     }
     if failures.is_empty() {
-        println!("All checks passed.");
+        outln!("All checks passed.");
         Ok(())
     } else {
         Err(Error::msg(format!(
@@ -270,7 +269,7 @@ async fn serve(acceptor: SecureAcceptor, tap: ReadTap, wire: Arc<Mutex<Vec<u8>>>
             while let Some(item) = server.next().await {
                 match item {
                     Ok(message) if report.messages.len() < GREETINGS.len() => {
-                        println!(
+                        outln!(
                             "  server received         {:?}",
                             String::from_utf8_lossy(&message)
                         );
