@@ -111,21 +111,27 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     }
     // Flush, close_notify, then wait (bounded) for the server's close_notify
     // or EOF, so nothing is lost to a reset.
-    sink.close().await?;
+    let unconfirmed = |cause: &str| {
+        Error::msg(format!(
+            "sent {sent} message(s), but the server did not confirm the end of the link \
+             ({cause}): it may have rejected them (wrong HMAC key?) or failed"
+        ))
+    };
+    if let Err(err) = sink.close().await {
+        return Err(unconfirmed(&files::explain(&err)));
+    }
     let confirmed = tokio::time::timeout(Duration::from_secs(1), printer).await;
     match confirmed {
         Ok(Ok(Ok(()))) => {
             info!("sent {sent} message(s); the server confirmed the end of the link");
             Ok(())
         }
-        Ok(Ok(Err(LinkError::Truncated))) => Err(Error::msg(format!(
-            "sent {sent} message(s), but the server closed the connection without confirming \
-             (no TLS close_notify): it may have rejected them (wrong HMAC key?) or failed"
-        ))),
+        Ok(Ok(Err(LinkError::Truncated))) => Err(unconfirmed(
+            "it closed the connection without TLS close_notify",
+        )),
+        Ok(Ok(Err(LinkError::Io(err)))) => Err(unconfirmed(&err.to_string())),
         Ok(Ok(Err(err))) => Err(err.into()),
         Ok(Err(err)) => Err(Error::msg(format!("reply printer failed: {err}"))),
-        Err(_) => Err(Error::msg(format!(
-            "sent {sent} message(s), but the server did not confirm the end of the link in time"
-        ))),
+        Err(_) => Err(unconfirmed("no close_notify in time")),
     }
 }
