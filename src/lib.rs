@@ -54,12 +54,27 @@
 //! # }
 //! ```
 //!
+//! # Where to go next
+//!
+//! * Servers: [`SecureAcceptor`] times out handshakes (10 s by default) and
+//!   can bound the wait for the first message and the silence between
+//!   messages ([`SecureAcceptor::with_first_message_timeout`],
+//!   [`SecureAcceptor::with_idle_timeout`]). After the stream ends, call
+//!   `close()` to answer the client's `close_notify`.
+//! * Clients: [`SecureClient`]'s `close()` waits (bounded) for the server's
+//!   `close_notify`, so a write-only client loses nothing to a TCP reset.
+//! * [`AuthMode::SessionBound`] binds tags to the TLS session and to each
+//!   message's position (opt-in; both ends must use it).
+//! * [`blocking`]: the lab's blocking interface on the same codec.
+//! * [`LinkError`]: every failure, as its own variant.
+//!
 //! # Features
 //!
 //! * `aws-lc-rs` (default) or `ring`: the rustls crypto provider
 //!   ([`tls`] explains the choice).
-//! * `certs`: [`certs::generate`], a CA and a server certificate via rcgen.
-//! * `cli` (default): the `secure-link` command-line tool.
+//! * `certs`: `certs::generate`, a CA and a server certificate via rcgen.
+//! * `cli` (default): the `secure-link` command-line tool (and the
+//!   benchmark behind `secure-link bench`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
