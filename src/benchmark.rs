@@ -23,9 +23,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
 
@@ -126,23 +124,15 @@ fn default_provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn default_client_config(pki: &CertBundle) -> Result<Arc<ClientConfig>, LinkError> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(cert.map_err(|e| LinkError::Config(e.to_string()))?)?;
-    }
     let config = ClientConfig::builder_with_provider(default_provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .with_root_certificates(tls::root_store(&pki.ca_pem)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
 fn default_server_config(pki: &CertBundle) -> Result<Arc<ServerConfig>, LinkError> {
-    let chain = CertificateDer::pem_slice_iter(pki.chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LinkError::Config(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes())
-        .map_err(|e| LinkError::Config(e.to_string()))?;
+    let (chain, key) = tls::cert_and_key(&pki.chain_pem, &pki.key_pem)?;
     let config = ServerConfig::builder_with_provider(default_provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -329,9 +319,9 @@ where
     drop((client, server));
     let expected = (size * count) as u64;
     if bytes != expected {
-        return Err(LinkError::Config(format!(
-            "received {bytes} bytes, expected {expected}"
-        )));
+        return Err(LinkError::Io(std::io::Error::other(format!(
+            "the receiver counted {bytes} payload bytes, expected {expected}"
+        ))));
     }
     Ok(Sample {
         elapsed: finished - started,

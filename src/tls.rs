@@ -62,13 +62,9 @@ fn build_provider() -> CryptoProvider {
 /// [`LinkError::Config`] if the PEM holds no certificate or cannot be
 /// parsed; [`LinkError::Tls`] if rustls rejects a certificate.
 pub fn client_config(root_cert_pem: &str) -> Result<Arc<ClientConfig>, LinkError> {
-    let mut roots = RootCertStore::empty();
-    for cert in parse_certs(root_cert_pem, "root certificate")? {
-        roots.add(cert)?;
-    }
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&version::TLS13])?
-        .with_root_certificates(roots)
+        .with_root_certificates(root_store(root_cert_pem)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -90,12 +86,7 @@ pub fn server_config(
     cert_chain_pem: &str,
     private_key_pem: &str,
 ) -> Result<Arc<ServerConfig>, LinkError> {
-    let chain = parse_certs(cert_chain_pem, "certificate chain")?;
-    let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes()).map_err(|err| {
-        LinkError::config(format!(
-            "no usable private key in the private key PEM: {err}"
-        ))
-    })?;
+    let (chain, key) = cert_and_key(cert_chain_pem, private_key_pem)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&version::TLS13])?
         .with_no_client_auth()
@@ -112,6 +103,29 @@ pub fn server_config(
 pub fn server_name(name: &str) -> Result<ServerName<'static>, LinkError> {
     ServerName::try_from(name.to_owned())
         .map_err(|_| LinkError::config(format!("invalid server name {name:?}")))
+}
+
+/// The root certificates in `pem`, as a rustls trust store.
+pub(crate) fn root_store(pem: &str) -> Result<RootCertStore, LinkError> {
+    let mut roots = RootCertStore::empty();
+    for cert in parse_certs(pem, "root certificate")? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// A server's certificate chain and private key, from PEM.
+pub(crate) fn cert_and_key(
+    cert_chain_pem: &str,
+    private_key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LinkError> {
+    let chain = parse_certs(cert_chain_pem, "certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes()).map_err(|err| {
+        LinkError::config(format!(
+            "no usable private key in the private key PEM: {err}"
+        ))
+    })?;
+    Ok((chain, key))
 }
 
 fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, LinkError> {

@@ -364,11 +364,19 @@ fn a_key_that_does_not_match_the_certificate_is_refused() {
     assert!(matches!(err, LinkError::Tls(_)), "{err:?}");
 }
 
-#[test]
-fn pem_with_several_roots_is_accepted() {
+#[tokio::test]
+async fn every_root_in_a_multi_certificate_pem_is_trusted() {
     let (a, b) = (pki(), pki());
-    let both = format!("{}{}", a.ca_pem, b.ca_pem);
-    tls::client_config(&both).unwrap();
+    let connector = SecureConnector::new(&format!("{}{}", a.ca_pem, b.ca_pem), KEY).unwrap();
+    // Servers with certificates from either CA are accepted, not just the
+    // first root in the file.
+    for server_pki in [&a, &b] {
+        let acceptor =
+            SecureAcceptor::new(&server_pki.chain_pem, &server_pki.key_pem, KEY).unwrap();
+        let (mut client, mut server) = connected(&connector, &acceptor).await;
+        client.send("trusted".into()).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap(), "trusted");
+    }
 }
 
 #[tokio::test(start_paused = true)]
