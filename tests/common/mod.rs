@@ -67,25 +67,19 @@ pub async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     (client.unwrap(), accepted.unwrap().0)
 }
 
-/// Everything written through a [`Tap`], and how many write calls did it.
+/// Everything written through a [`Tap`] or a [`StdTap`].
 #[derive(Clone, Default)]
 pub struct WireLog {
-    inner: Arc<Mutex<(Vec<u8>, usize)>>,
+    inner: Arc<Mutex<Vec<u8>>>,
 }
 
 impl WireLog {
     pub fn bytes(&self) -> Vec<u8> {
-        self.inner.lock().unwrap().0.clone()
-    }
-
-    pub fn writes(&self) -> usize {
-        self.inner.lock().unwrap().1
+        self.inner.lock().unwrap().clone()
     }
 
     fn record(&self, bytes: &[u8]) {
-        let mut inner = self.inner.lock().unwrap();
-        inner.0.extend_from_slice(bytes);
-        inner.1 += 1;
+        self.inner.lock().unwrap().extend_from_slice(bytes);
     }
 
     /// The TLS records in the log as (content type, length) pairs.

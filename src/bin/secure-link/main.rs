@@ -89,6 +89,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))
 }
 
+/// A `--...-timeout` flag's value: a positive number of seconds.
+pub(crate) fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, Error> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::msg(format!("{flag} must be a positive number of seconds")))
+}
+
 /// The tag mode a `--session-bound` flag selects.
 pub(crate) fn auth_mode(session_bound: bool) -> secure_link::AuthMode {
     if session_bound {

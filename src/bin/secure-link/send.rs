@@ -44,10 +44,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    let timeout = Duration::try_from_secs_f64(args.timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::msg("--timeout must be a positive number of seconds"))?;
+    let timeout = crate::seconds(args.timeout, "--timeout")?;
     let ca = files::read_text(&args.ca, "CA certificate")?;
     let key = files::read_key(&args.hmac_key)?;
     let connector = SecureConnector::new(&ca, key)?

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -53,9 +52,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    let handshake_timeout = seconds(args.handshake_timeout, "--handshake-timeout")?;
-    let first_message_timeout = seconds(args.first_message_timeout, "--first-message-timeout")?;
-    let idle_timeout = seconds(args.idle_timeout, "--idle-timeout")?;
+    let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
+    let first_message_timeout =
+        crate::seconds(args.first_message_timeout, "--first-message-timeout")?;
+    let idle_timeout = crate::seconds(args.idle_timeout, "--idle-timeout")?;
     let chain = files::read_text(&args.cert_chain, "certificate chain")?;
     let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
     let key = files::read_key(&args.hmac_key)?;
@@ -109,13 +109,6 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .await
         .map_err(|err| Error::msg(format!("stdout writer failed: {err}")))??;
     Ok(())
-}
-
-fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::msg(format!("{flag} must be a positive number of seconds")))
 }
 
 async fn serve_connection(
