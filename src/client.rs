@@ -181,7 +181,9 @@ impl fmt::Debug for SecureConnector {
 /// side, then waits (at most the connector's close timeout) until the
 /// server answers with its own `close_notify` or closes the connection.
 /// While it waits it reads what the server sends; frames that arrive are
-/// kept and still come out of the stream afterwards. A server that answers
+/// kept and still come out of the stream afterwards (up to 1 MiB of
+/// payload: past that, `close()` stops waiting, so read replies before
+/// closing). A server that answers
 /// with `close_notify` has read everything (the stream then ends with
 /// `None`; a server that hung up without it shows as
 /// [`LinkError::Truncated`]). The wait also rules out the TCP reset that

@@ -77,8 +77,18 @@ impl HmacKey {
         if hex.is_empty() {
             return Err(LinkError::config("the HMAC key is empty"));
         }
+        // hex's own messages quote the offending character, which is part
+        // of the secret: say where, not what.
         let bytes = hex::decode(hex).map_err(|err| {
-            LinkError::config(format!("the HMAC key is not valid hexadecimal: {err}"))
+            LinkError::config(match err {
+                hex::FromHexError::InvalidHexCharacter { index, .. } => format!(
+                    "the HMAC key is not valid hexadecimal: character {} is not a hex digit",
+                    index + 1
+                ),
+                hex::FromHexError::OddLength | hex::FromHexError::InvalidStringLength => {
+                    "the HMAC key is not valid hexadecimal: odd number of digits".to_owned()
+                }
+            })
         })?;
         Ok(HmacKey(Zeroizing::new(bytes)))
     }

@@ -187,8 +187,9 @@ impl fmt::Debug for SecureAcceptor {
 /// with `None` when the client closes cleanly (TLS `close_notify` at a frame
 /// boundary). It yields one error and then ends when a tag does not verify
 /// ([`LinkError::InvalidHmac`]: that client gets no further hearing), a
-/// frame is too large, or the connection is cut
-/// ([`LinkError::Truncated`]). A partial or forged message is never
+/// frame is too large, the connection is cut ([`LinkError::Truncated`]),
+/// or a deadline set on the acceptor expires
+/// ([`LinkError::FirstMessageTimeout`], [`LinkError::IdleTimeout`]). A partial or forged message is never
 /// yielded.
 ///
 /// When the stream has ended, call `close()`: it answers the client's

@@ -313,6 +313,10 @@ fn key_hex_round_trips_and_rejects_bad_input() {
             "{bad:?} accepted"
         );
     }
+    // The error names the position, never the secret's characters.
+    let err = HmacKey::from_hex("00112233q4").unwrap_err().to_string();
+    assert!(err.contains("character 9"), "{err}");
+    assert!(!err.contains('q'), "{err}");
 }
 
 #[tokio::test]

@@ -455,6 +455,7 @@ const FRAMES: usize = 1000;
 async fn write_only_client_then_late_reader(tickets: usize) -> (Vec<Bytes>, Option<LinkError>) {
     let pki = pki();
     let mut config = (*tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap()).clone();
+    assert_eq!(config.send_tls13_tickets, 0, "our servers send no tickets");
     config.send_tls13_tickets = tickets;
     let acceptor = SecureAcceptor::from_config(Arc::new(config), KEY);
     let connector = SecureConnector::new(&pki.ca_pem, KEY)
