@@ -500,3 +500,44 @@ fn bench_prints_the_comparison_table() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_runs_only_the_peers_asked_for() {
+    let out = run(
+        &[
+            "bench",
+            "--peer",
+            "p2",
+            "--peer",
+            "ours",
+            "--peer",
+            "p2",
+            "--size",
+            "1024",
+            "--count",
+            "100",
+            "--rounds",
+            "1",
+            "--transport",
+            "duplex",
+            "--mode",
+            "batched",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let row = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("1 KiB"))
+        .unwrap_or_else(|| panic!("no 1 KiB row:\n{stdout}"));
+    // size (2 words), ours MB/s, ours msg/s, P1, P2, P3, ours/P1, ours/P2, ours/P3
+    let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
+    assert_eq!(cells.len(), 8, "{row}");
+    let ran = |cell: &str| cell.parse::<f64>().is_ok_and(|v| v > 0.0);
+    assert!(ran(cells[0]) && ran(cells[1]), "ours did not run: {row}");
+    assert_eq!((cells[2], cells[4]), ("-", "-"), "P1 or P3 ran: {row}");
+    assert!(ran(cells[3]), "P2 did not run: {row}");
+    assert_eq!((cells[5], cells[7]), ("-", "-"), "{row}");
+    assert!(ran(cells[6]), "no ours/P2 ratio: {row}");
+}

@@ -27,6 +27,29 @@ pub(crate) struct Args {
     /// Interleaved rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Run only these implementations (repeatable; default: all four).
+    /// Columns of the others show "-"; useful under a profiler.
+    #[arg(long = "peer", value_enum)]
+    peers: Vec<PeerArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PeerArg {
+    Ours,
+    P1,
+    P2,
+    P3,
+}
+
+impl From<PeerArg> for Peer {
+    fn from(peer: PeerArg) -> Self {
+        match peer {
+            PeerArg::Ours => Peer::Ours,
+            PeerArg::P1 => Peer::P1,
+            PeerArg::P2 => Peer::P2,
+            PeerArg::P3 => Peer::P3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -57,6 +80,11 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             "nothing to run: give at least one --size and one round",
         ));
     }
+    // Table order, each once, whatever the order and repeats on the command line.
+    let peers: Vec<Peer> = Peer::ALL
+        .into_iter()
+        .filter(|&peer| args.peers.is_empty() || args.peers.iter().any(|&p| Peer::from(p) == peer))
+        .collect();
     let setup = Setup::new()?;
     let count_for = |mode: Mode, size: usize| {
         args.count
@@ -67,7 +95,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             .max(1)
     };
 
-    let total = args.rounds * modes.len() * args.sizes.len() * Peer::ALL.len();
+    let total = args.rounds * modes.len() * args.sizes.len() * peers.len();
     let progress = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -78,7 +106,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     for _ in 0..args.rounds {
         for &mode in modes {
             for &size in &args.sizes {
-                for peer in Peer::ALL {
+                for &peer in &peers {
                     progress.set_message(format!("{mode:?} {size} B {peer}"));
                     let sample =
                         transfer(&setup, peer, transport, mode, size, count_for(mode, size))
@@ -119,25 +147,31 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                     .get(&(mode, size, peer))
                     .and_then(|runs| median(runs))
             };
-            let m = |peer| median_of(peer).map_or(0.0, |s| s.mb_per_s());
+            let mb = |peer| median_of(peer).map(|s| s.mb_per_s());
             let ours = median_of(Peer::Ours);
-            let (o, p1, p2, p3) = (m(Peer::Ours), m(Peer::P1), m(Peer::P2), m(Peer::P3));
+            let (o, p1, p2, p3) = (mb(Peer::Ours), mb(Peer::P1), mb(Peer::P2), mb(Peer::P3));
+            let ratio = |peer: Option<f64>| o.zip(peer).map(|(o, p)| o / p);
             outln!(
-                "{:>9} {:>11.1} {:>12.0} {:>11.1} {:>11.1} {:>11.1} {:>8.2} {:>8.2} {:>8.2}",
+                "{:>9} {:>11} {:>12} {:>11} {:>11} {:>11} {:>8} {:>8} {:>8}",
                 human(size),
-                o,
-                ours.map_or(0.0, |s| s.messages_per_s()),
-                p1,
-                p2,
-                p3,
-                o / p1,
-                o / p2,
-                o / p3
+                cell(o, 1),
+                cell(ours.map(|s| s.messages_per_s()), 0),
+                cell(p1, 1),
+                cell(p2, 1),
+                cell(p3, 1),
+                cell(ratio(p1), 2),
+                cell(ratio(p2), 2),
+                cell(ratio(p3), 2)
             );
         }
         outln!();
     }
     Ok(())
+}
+
+/// `value` with `decimals` decimals, or "-" for a peer that did not run.
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
 fn human(size: usize) -> String {
