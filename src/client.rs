@@ -13,7 +13,6 @@ use futures::{Sink, Stream, stream::FusedStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls};
-use tokio_util::codec::Framed;
 
 use crate::codec::{AuthMode, Role};
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
@@ -196,7 +195,7 @@ impl fmt::Debug for SecureConnector {
 /// dropped (say in `select!`) the message may or may not have been sent.
 /// `close()` may be cancelled and called again.
 pub struct SecureClient<IO> {
-    framed: Framed<TlsStream<IO>, HmacFrameCodec>,
+    framed: link::FramedLink<TlsStream<IO>>,
     close_timeout: Duration,
     closing: Closing,
     /// What the stream yields before reading on: items read by `close()`.

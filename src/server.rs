@@ -10,7 +10,6 @@ use bytes::Bytes;
 use futures::{Sink, Stream, stream::FusedStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
-use tokio_util::codec::Framed;
 
 use crate::codec::{AuthMode, Role};
 use crate::deadline::ReadDeadline;
@@ -211,7 +210,7 @@ impl fmt::Debug for SecureAcceptor {
 /// `next()` is cancellation safe; `send()` is not (a dropped `send` future
 /// may or may not have sent its message).
 pub struct SecureServer<IO> {
-    framed: Framed<TlsStream<IO>, HmacFrameCodec>,
+    framed: link::FramedLink<TlsStream<IO>>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,

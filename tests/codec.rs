@@ -5,6 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use proptest::prelude::*;
+use secure_link::codec::Role;
 use secure_link::{DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, HmacKey, LENGTH_LEN, LinkError, TAG_LEN};
 use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
@@ -173,7 +174,7 @@ fn read_buffer_grows_in_bounded_steps_for_a_large_declared_frame() {
     buf.put_u32(DEFAULT_MAX_FRAME_LEN as u32);
     buf.extend_from_slice(b"only a few bytes of the body");
     assert_eq!(codec.decode(&mut buf).unwrap(), None);
-    let limit = 128 * 1024 + 64;
+    let limit = 256 * 1024 + 64;
     assert!(
         buf.capacity() <= limit,
         "capacity {} after header",
@@ -368,11 +369,127 @@ fn link_error_survives_a_trip_through_io_error() {
     );
 }
 
+/// Frames of `len`-byte payloads numbered by their first byte.
+fn numbered(count: u8, len: usize) -> Vec<Vec<u8>> {
+    (0..count).map(|i| vec![i; len]).collect()
+}
+
+fn as_refs(payloads: &[Vec<u8>]) -> Vec<&[u8]> {
+    payloads.iter().map(Vec::as_slice).collect()
+}
+
+#[test]
+fn two_whole_frames_are_verified_together_and_returned_one_per_call() {
+    let payloads = numbered(2, 600);
+    let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&payloads));
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), payloads[0]);
+    // Both frames left the buffer; the codec holds the verified second one
+    // and returns it whatever buffer it is given next.
+    assert!(wire.is_empty());
+    assert_eq!(
+        codec.decode(&mut BytesMut::new()).unwrap().unwrap(),
+        payloads[1]
+    );
+    assert_eq!(codec.decode(&mut BytesMut::new()).unwrap(), None);
+}
+
+#[test]
+fn a_frame_verified_in_a_pair_comes_out_of_decode_eof_too() {
+    let payloads = numbered(2, 4096);
+    let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&payloads));
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert_eq!(codec.decode_eof(&mut wire).unwrap().unwrap(), payloads[0]);
+    assert_eq!(codec.decode_eof(&mut wire).unwrap().unwrap(), payloads[1]);
+    assert_eq!(codec.decode_eof(&mut wire).unwrap(), None);
+}
+
+#[test]
+fn a_forged_second_frame_of_a_pair_fails_after_the_first_is_delivered() {
+    let payloads = numbered(3, 1024);
+    let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&payloads));
+    let second_tag_end = 2 * (LENGTH_LEN + 1024 + TAG_LEN);
+    wire[second_tag_end - 1] ^= 1;
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), payloads[0]);
+    assert!(matches!(
+        codec.decode(&mut wire),
+        Err(LinkError::InvalidHmac)
+    ));
+}
+
+#[test]
+fn a_forged_first_frame_of_a_pair_delivers_nothing() {
+    let payloads = numbered(2, 1024);
+    let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&payloads));
+    wire[LENGTH_LEN] ^= 1; // first payload byte
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert!(matches!(
+        codec.decode(&mut wire),
+        Err(LinkError::InvalidHmac)
+    ));
+}
+
+#[test]
+fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
+    // 511-byte frames, and a 600-byte frame followed by one over the
+    // maximum: each decodes (or fails) exactly as without pairing.
+    let small = numbered(3, 511);
+    let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&small));
+    let mut codec = HmacFrameCodec::new(KEY);
+    for payload in &small {
+        assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), payload);
+    }
+
+    let mut wire = encode_all(
+        &mut HmacFrameCodec::new(KEY),
+        &[&[1u8; 600][..], &[2u8; 700][..]],
+    );
+    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(650);
+    assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 600]);
+    assert!(matches!(
+        codec.decode(&mut wire),
+        Err(LinkError::FrameTooLarge { len: 700, max: 650 })
+    ));
+}
+
+#[test]
+fn session_bound_pairs_keep_counters_and_catch_reordering() {
+    let psk = HmacFrameCodec::new(KEY);
+    let exporter = [7u8; 32];
+    let payloads = numbered(4, 2048);
+    let mut sender = psk.bound_to_session(&exporter, Role::Client);
+    let wire = encode_all(&mut sender, &as_refs(&payloads));
+    let frame = LENGTH_LEN + 2048 + TAG_LEN;
+
+    // In order, whole: two pairs.
+    let mut receiver = psk.bound_to_session(&exporter, Role::Server);
+    let mut buf = wire.clone();
+    for payload in &payloads {
+        assert_eq!(receiver.decode(&mut buf).unwrap().unwrap(), payload);
+    }
+
+    // Frames 1 and 2 swapped: frame 0 and 2 would be a pair; 0 is
+    // delivered, the frame in position 1 is refused.
+    let mut swapped = BytesMut::new();
+    for i in [0, 2, 1, 3] {
+        swapped.extend_from_slice(&wire[i * frame..(i + 1) * frame]);
+    }
+    let mut receiver = psk.bound_to_session(&exporter, Role::Server);
+    assert_eq!(receiver.decode(&mut swapped).unwrap().unwrap(), payloads[0]);
+    assert!(matches!(
+        receiver.decode(&mut swapped),
+        Err(LinkError::InvalidHmac)
+    ));
+}
+
 proptest! {
     #[test]
     fn any_payloads_round_trip_under_any_chunking(
-        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..8),
-        chunks in prop::collection::vec(1usize..64, 1..16),
+        // Up to 1,500 bytes and reads up to 4 KiB: frames of 512 bytes and
+        // more, two of them whole in one buffer, are verified as a pair.
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..1500), 0..8),
+        chunks in prop::collection::vec(1usize..4096, 1..16),
     ) {
         let mut codec = HmacFrameCodec::new(KEY);
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::{KEY, Tap, connected, drain, endpoints, pki, tcp_pair};
 use futures::{SinkExt, StreamExt, stream};
 use secure_link::rustls::{self, CertificateError};
-use secure_link::{LinkError, SecureAcceptor, SecureConnector, tls};
+use secure_link::{AuthMode, HmacFrameCodec, LinkError, SecureAcceptor, SecureConnector, tls};
 use tokio::io::AsyncWriteExt;
 
 fn messages(list: &[&str]) -> Vec<Bytes> {
@@ -597,4 +597,116 @@ async fn a_split_reader_waiting_on_the_stream_sees_the_end_that_close_read() {
         .unwrap();
     assert!(end.is_none(), "{end:?}");
     assert_eq!(server.await.unwrap(), messages(&["bye"]));
+}
+
+/// Payloads around the pairing threshold (512 B) and well above it, with
+/// distinct contents.
+fn mixed_sizes() -> Vec<Bytes> {
+    [
+        600, 2000, 10, 70_000, 512, 511, 4096, 0, 1024, 1024, 100_000, 3, 513,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &len)| Bytes::from((0..len).map(|b| (b * 7 + i) as u8).collect::<Vec<u8>>()))
+    .collect()
+}
+
+/// What a client writes inside TLS for `messages`, fed in batches and sent
+/// one by one, read by a plain tokio-rustls server; and the codec that
+/// encodes the same frames one at a time.
+async fn plaintext_sent_by_client(mode: AuthMode, messages: &[Bytes]) -> (Vec<u8>, HmacFrameCodec) {
+    use secure_link::codec::{Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN};
+    use tokio::io::AsyncReadExt;
+
+    let pki = pki();
+    let connector = SecureConnector::new(&pki.ca_pem, KEY)
+        .unwrap()
+        .with_auth_mode(mode);
+    let tls =
+        tokio_rustls::TlsAcceptor::from(tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap());
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let mut server = tls.accept(server_io).await.unwrap();
+        let mut plaintext = Vec::new();
+        server.read_to_end(&mut plaintext).await.unwrap();
+        server.shutdown().await.unwrap();
+        let exporter = server
+            .get_ref()
+            .1
+            .export_keying_material([0u8; SESSION_EXPORTER_LEN], SESSION_EXPORTER_LABEL, None)
+            .unwrap();
+        (plaintext, exporter)
+    });
+    let mut client = connector.connect("localhost", client_io).await.unwrap();
+    let (batched, one_by_one) = messages.split_at(messages.len() / 2);
+    for message in batched {
+        client.feed(message.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    for message in one_by_one {
+        client.send(message.clone()).await.unwrap();
+    }
+    client.close().await.unwrap();
+    let (plaintext, exporter) = server.await.unwrap();
+    let codec = match mode {
+        AuthMode::SessionBound => {
+            HmacFrameCodec::new(KEY).bound_to_session(&exporter, Role::Client)
+        }
+        _ => HmacFrameCodec::new(KEY),
+    };
+    (plaintext, codec)
+}
+
+#[tokio::test]
+async fn messages_hashed_in_pairs_put_the_same_bytes_on_the_wire_as_one_by_one() {
+    use tokio_util::codec::Encoder;
+    let messages = mixed_sizes();
+    for mode in [AuthMode::Lab, AuthMode::SessionBound] {
+        let (plaintext, mut codec) = plaintext_sent_by_client(mode, &messages).await;
+        let mut expected = bytes::BytesMut::new();
+        for message in &messages {
+            codec.encode(message.clone(), &mut expected).unwrap();
+        }
+        assert_eq!(plaintext.len(), expected.len(), "{mode:?}");
+        assert!(plaintext == expected[..], "{mode:?}: the frames differ");
+    }
+}
+
+#[tokio::test]
+async fn batched_large_messages_arrive_in_order_in_both_directions_and_modes() {
+    for mode in [AuthMode::Lab, AuthMode::SessionBound] {
+        let (connector, acceptor) = endpoints(KEY);
+        let (connector, acceptor) = (
+            connector.with_auth_mode(mode),
+            acceptor.with_auth_mode(mode),
+        );
+        let (mut client, mut server) = connected(&connector, &acceptor).await;
+        let messages = mixed_sizes();
+        let expected = messages.clone();
+        let echo = tokio::spawn(async move {
+            // Echo everything back, batched, then end.
+            let mut received = Vec::new();
+            while received.len() < expected.len() {
+                received.push(server.next().await.unwrap().unwrap());
+            }
+            server
+                .send_all(&mut stream::iter(received.clone()).map(Ok))
+                .await
+                .unwrap();
+            server.close().await.unwrap();
+            received
+        });
+        // The server reads everything before echoing, so sending first
+        // and reading after cannot deadlock.
+        client
+            .send_all(&mut stream::iter(messages.clone()).map(Ok))
+            .await
+            .unwrap();
+        let mut replies = Vec::new();
+        for _ in 0..messages.len() {
+            replies.push(client.next().await.unwrap().unwrap());
+        }
+        assert_eq!(echo.await.unwrap(), messages, "{mode:?}: server received");
+        assert_eq!(replies, messages, "{mode:?}: client received");
+    }
 }
