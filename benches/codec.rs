@@ -40,6 +40,23 @@ fn codec(c: &mut Criterion) {
                 codec.decode(&mut src).unwrap().unwrap()
             })
         });
+
+        // Two whole frames in the buffer: from 512 bytes up the decoder
+        // verifies them together, hashes interleaved. Throughput counts
+        // both payloads.
+        let mut two = BytesMut::new();
+        codec.encode(payload.clone(), &mut two).unwrap();
+        codec.encode(payload.clone(), &mut two).unwrap();
+        let two = two.freeze();
+        group.throughput(Throughput::Bytes(2 * size as u64));
+        group.bench_with_input(BenchmarkId::new("decode-two", size), &two, |b, two| {
+            b.iter(|| {
+                let mut src = BytesMut::from(&two[..]);
+                let first = codec.decode(&mut src).unwrap().unwrap();
+                let second = codec.decode(&mut src).unwrap().unwrap();
+                (first, second)
+            })
+        });
     }
     group.finish();
 }

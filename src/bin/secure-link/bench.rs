@@ -14,8 +14,8 @@ pub(crate) struct Args {
     /// Message sizes in bytes (repeatable).
     #[arg(long = "size", value_name = "BYTES", default_values_t = [64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024])]
     sizes: Vec<usize>,
-    /// Messages per run (default: about 64 MiB per run batched, 4 MiB or
-    /// 20,000 messages per message).
+    /// Messages per run (default: about 64 MiB per run, at most 20,000
+    /// messages per message).
     #[arg(long)]
     count: Option<usize>,
     /// The byte stream under TLS.
@@ -90,7 +90,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         args.count
             .unwrap_or(match mode {
                 Mode::Batched => (64 << 20) / size.max(1),
-                Mode::PerMessage => ((4 << 20) / size.max(1)).min(20_000),
+                // Capped: one flush per message is slow for small ones.
+                Mode::PerMessage => ((64 << 20) / size.max(1)).min(20_000),
             })
             .max(1)
     };
