@@ -20,7 +20,9 @@ fn capacity_bound(held: usize) -> usize {
 /// (which the fuzzer reports) on any violation.
 ///
 /// Byte 0 selects the maximum frame length (`byte * 97`), byte 1 the read
-/// chunk size (1 to 256). If byte 2 is odd, the rest is first split into
+/// chunk size: 1 to 192 bytes for values below 192, else a multiple of 64
+/// up to 4,096 (large reads put two whole frames in the buffer, which the
+/// decoder verifies as a pair). If byte 2 is odd, the rest is first split into
 /// payloads (at `0xff` bytes) that are encoded as valid frames, followed by
 /// the same bytes raw: the valid frames must decode exactly. Otherwise the
 /// rest is fed raw. Raw input must never panic, never yield a payload over
@@ -30,7 +32,10 @@ pub fn check_decoder(input: &[u8]) {
         return;
     };
     let max = usize::from(*max_sel) * 97;
-    let chunk = usize::from(*chunk_sel) + 1;
+    let chunk = match usize::from(*chunk_sel) {
+        sel @ 0..192 => sel + 1,
+        sel => (sel - 191) * 64,
+    };
     let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
 
     let mut wire = BytesMut::new();

@@ -538,3 +538,14 @@ fn fuzz_harness_decodes_valid_frames_exactly() {
     // max 97 * 10, chunks of 3, valid-frames mode, payloads "abc", "", "de".
     secure_link::fuzzing::check_decoder(b"\x0a\x02\x01abc\xff\xffde");
 }
+
+#[test]
+fn fuzz_harness_decodes_frames_verified_as_a_pair_exactly() {
+    // max 97 * 32, reads of 4,096 bytes, valid-frames mode, payloads of
+    // 600 and 700 bytes: both frames arrive in one read.
+    let mut input = vec![0x20, 0xff, 0x01];
+    input.extend_from_slice(&[b'a'; 600]);
+    input.push(0xff);
+    input.extend_from_slice(&[b'b'; 700]);
+    secure_link::fuzzing::check_decoder(&input);
+}
