@@ -338,24 +338,26 @@ impl HmacFrameCodec {
         }
     }
 
-    /// If a second whole frame follows the first (whose payload is
-    /// `src[..payload_len]`), verifies both, interleaved. Returns whether
-    /// the first verified and, if the second did too, its payload length.
-    /// `None` when there is no such pair; the caller verifies the first
-    /// alone then.
-    fn verify_pair(&mut self, src: &[u8], payload_len: usize) -> Option<(bool, Option<usize>)> {
+    /// If a second whole frame of [`PAIR_MIN_LEN`] bytes or more follows
+    /// the first (whose payload, also that long, is `src[..payload_len]`),
+    /// verifies both in one pass, interleaved.
+    fn verify_pair(&self, src: &[u8], payload_len: usize) -> PairCheck {
         let first_end = payload_len + TAG_LEN;
-        let second = src.get(first_end..)?;
-        let head = second.get(..LENGTH_LEN)?;
+        let Some(second) = src.get(first_end..) else {
+            return PairCheck::NoPair;
+        };
+        let Some(head) = second.get(..LENGTH_LEN) else {
+            return PairCheck::NoPair;
+        };
         let second_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         if payload_len.min(second_len) < PAIR_MIN_LEN
             || second_len > self.max_frame_len
             || second.len() < LENGTH_LEN + second_len + TAG_LEN
         {
-            return None;
+            return PairCheck::NoPair;
         }
-        let second_payload = &second[LENGTH_LEN..LENGTH_LEN + second_len];
-        let second_tag = &second[LENGTH_LEN + second_len..LENGTH_LEN + second_len + TAG_LEN];
+        let (second_payload, second_tag) =
+            second[LENGTH_LEN..LENGTH_LEN + second_len + TAG_LEN].split_at(second_len);
         let (mut first_mac, mut second_mac) = self.two_macs(Direction::Receive);
         update_interleaved(
             &mut first_mac,
@@ -363,10 +365,17 @@ impl HmacFrameCodec {
             &mut second_mac,
             second_payload,
         );
-        // Constant-time comparisons.
-        let first_ok = first_mac.verify_slice(&src[payload_len..first_end]).is_ok();
-        let second_ok = second_mac.verify_slice(second_tag).is_ok();
-        Some((first_ok, (first_ok && second_ok).then_some(second_len)))
+        // Constant-time comparisons, each tag on its own.
+        if first_mac
+            .verify_slice(&src[payload_len..first_end])
+            .is_err()
+        {
+            PairCheck::FirstInvalid
+        } else if second_mac.verify_slice(second_tag).is_err() {
+            PairCheck::FirstOnly
+        } else {
+            PairCheck::Both { second_len }
+        }
     }
 
     fn too_large(&self, len: usize) -> LinkError {
@@ -375,6 +384,20 @@ impl HmacFrameCodec {
             max: self.max_frame_len as u64,
         }
     }
+}
+
+/// What [`HmacFrameCodec::verify_pair`] found.
+enum PairCheck {
+    /// No second whole frame to pair with (or one of the two is short):
+    /// verify the first alone.
+    NoPair,
+    /// The first frame's tag does not verify.
+    FirstInvalid,
+    /// The first verifies, the second does not: deliver the first, and
+    /// leave the second to fail on the next call.
+    FirstOnly,
+    /// Both verify.
+    Both { second_len: usize },
 }
 
 /// Which of a codec's two directions a tag is for.
@@ -456,14 +479,18 @@ impl Decoder for HmacFrameCodec {
         }
 
         let second_len = match self.verify_pair(src, payload_len) {
-            Some((true, second_len)) => {
-                self.count_received(1);
-                second_len
-            }
-            Some((false, _)) => return Err(LinkError::InvalidHmac),
-            None => {
+            PairCheck::NoPair => {
                 self.verify(&src[..payload_len], &src[payload_len..frame_rest])?;
                 None
+            }
+            PairCheck::FirstInvalid => return Err(LinkError::InvalidHmac),
+            PairCheck::FirstOnly => {
+                self.count_received(1);
+                None
+            }
+            PairCheck::Both { second_len } => {
+                self.count_received(1);
+                Some(second_len)
             }
         };
         let payload = src.split_to(payload_len).freeze();
