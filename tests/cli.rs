@@ -462,26 +462,17 @@ fn session_bound_serve_and_send_interoperate_and_refuse_lab_clients() {
     server.wait_stderr("invalid HMAC");
 }
 
+/// `secure-link bench` with `args`, on a short in-memory batched run.
+fn quick_bench(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["bench", "--count", "100", "--rounds", "1"];
+    all.extend_from_slice(&["--transport", "duplex", "--mode", "batched"]);
+    all.extend_from_slice(args);
+    run(&all, "")
+}
+
 #[test]
 fn bench_prints_the_comparison_table() {
-    let out = run(
-        &[
-            "bench",
-            "--size",
-            "64",
-            "--size",
-            "4096",
-            "--count",
-            "200",
-            "--rounds",
-            "1",
-            "--transport",
-            "duplex",
-            "--mode",
-            "batched",
-        ],
-        "",
-    );
+    let out = quick_bench(&["--size", "64", "--size", "4096"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     for column in [
@@ -503,28 +494,9 @@ fn bench_prints_the_comparison_table() {
 
 #[test]
 fn bench_runs_only_the_peers_asked_for() {
-    let out = run(
-        &[
-            "bench",
-            "--peer",
-            "p2",
-            "--peer",
-            "ours",
-            "--peer",
-            "p2",
-            "--size",
-            "1024",
-            "--count",
-            "100",
-            "--rounds",
-            "1",
-            "--transport",
-            "duplex",
-            "--mode",
-            "batched",
-        ],
-        "",
-    );
+    let out = quick_bench(&[
+        "--peer", "p2", "--peer", "ours", "--peer", "p2", "--size", "1024",
+    ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let row = stdout
