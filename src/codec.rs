@@ -343,14 +343,14 @@ impl HmacFrameCodec {
     /// verifies both in one pass, interleaved.
     fn verify_pair(&self, src: &[u8], payload_len: usize) -> PairCheck {
         let first_end = payload_len + TAG_LEN;
-        let Some(second) = src.get(first_end..) else {
+        let Some(second) = src.get(first_end..).filter(|_| payload_len >= PAIR_MIN_LEN) else {
             return PairCheck::NoPair;
         };
         let Some(head) = second.get(..LENGTH_LEN) else {
             return PairCheck::NoPair;
         };
         let second_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if payload_len.min(second_len) < PAIR_MIN_LEN
+        if second_len < PAIR_MIN_LEN
             || second_len > self.max_frame_len
             || second.len() < LENGTH_LEN + second_len + TAG_LEN
         {
