@@ -436,9 +436,12 @@ fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
     // maximum: each decodes (or fails) exactly as without pairing.
     let small = numbered(3, 511);
     let mut wire = encode_all(&mut HmacFrameCodec::new(KEY), &as_refs(&small));
+    let frame = LENGTH_LEN + 511 + TAG_LEN;
     let mut codec = HmacFrameCodec::new(KEY);
-    for payload in &small {
+    for (i, payload) in small.iter().enumerate() {
         assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), payload);
+        // One frame taken from the buffer per call, not two.
+        assert_eq!(wire.len(), (small.len() - 1 - i) * frame);
     }
 
     let mut wire = encode_all(
@@ -447,6 +450,7 @@ fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
     );
     let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(650);
     assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 600]);
+    assert_eq!(wire.len(), LENGTH_LEN + 700 + TAG_LEN);
     assert!(matches!(
         codec.decode(&mut wire),
         Err(LinkError::FrameTooLarge { len: 700, max: 650 })
