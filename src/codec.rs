@@ -245,13 +245,11 @@ impl HmacFrameCodec {
     /// [`max_frame_len`](Self::max_frame_len); nothing is written then.
     pub fn encode_slice(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), LinkError> {
         self.check_len(payload.len())?;
-        // Checked by the line above: max_frame_len <= u32::MAX.
-        let len = payload.len() as u32;
+        let mut mac = self.mac_for(Direction::Send, 0);
+        mac.update(payload);
         dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
-        dst.put_u32(len);
-        dst.extend_from_slice(payload);
-        let tag = self.tag(payload);
-        dst.extend_from_slice(&tag);
+        put_frame(dst, payload, mac);
+        self.count_sent(1);
         Ok(())
     }
 
@@ -271,15 +269,9 @@ impl HmacFrameCodec {
         let (mut first_mac, mut second_mac) = self.two_macs(Direction::Send);
         update_interleaved(&mut first_mac, first, &mut second_mac, second);
         dst.reserve(2 * (LENGTH_LEN + TAG_LEN) + first.len() + second.len());
-        for (payload, mac) in [(first, first_mac), (second, second_mac)] {
-            // Checked above: max_frame_len <= u32::MAX.
-            dst.put_u32(payload.len() as u32);
-            dst.extend_from_slice(payload);
-            dst.extend_from_slice(&mac.finalize().into_bytes());
-        }
-        if let Some(session) = &mut self.session {
-            session.sent += 2;
-        }
+        put_frame(dst, first, first_mac);
+        put_frame(dst, second, second_mac);
+        self.count_sent(2);
         Ok(())
     }
 
@@ -312,26 +304,22 @@ impl HmacFrameCodec {
         (self.mac_for(direction, 0), self.mac_for(direction, 1))
     }
 
-    /// The tag of the next frame sent.
-    fn tag(&mut self, payload: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac_for(Direction::Send, 0);
-        if let Some(session) = &mut self.session {
-            session.sent += 1;
-        }
-        mac.update(payload);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// Checks the tag of the next frame received.
-    fn verify(&mut self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
+    /// Checks the tag of the next frame received (constant-time
+    /// comparison).
+    fn verify(&self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
         let mut mac = self.mac_for(Direction::Receive, 0);
         mac.update(payload);
-        // Constant-time comparison.
-        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)?;
-        self.count_received(1);
-        Ok(())
+        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)
     }
 
+    /// Advances the session-bound send counter past `frames` frames.
+    fn count_sent(&mut self, frames: u64) {
+        if let Some(session) = &mut self.session {
+            session.sent += frames;
+        }
+    }
+
+    /// Advances the session-bound receive counter past `frames` frames.
     fn count_received(&mut self, frames: u64) {
         if let Some(session) = &mut self.session {
             session.received += frames;
@@ -342,14 +330,16 @@ impl HmacFrameCodec {
     /// the first (whose payload, also that long, is `src[..payload_len]`),
     /// verifies both in one pass, interleaved.
     fn verify_pair(&self, src: &[u8], payload_len: usize) -> PairCheck {
+        if payload_len < PAIR_MIN_LEN {
+            return PairCheck::NoPair;
+        }
         let first_end = payload_len + TAG_LEN;
-        let Some(second) = src.get(first_end..).filter(|_| payload_len >= PAIR_MIN_LEN) else {
+        let Some(second) = src.get(first_end..) else {
             return PairCheck::NoPair;
         };
-        let Some(head) = second.get(..LENGTH_LEN) else {
+        let Some(second_len) = declared_len(second) else {
             return PairCheck::NoPair;
         };
-        let second_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         if second_len < PAIR_MIN_LEN
             || second_len > self.max_frame_len
             || second.len() < LENGTH_LEN + second_len + TAG_LEN
@@ -398,6 +388,22 @@ enum PairCheck {
     FirstOnly,
     /// Both verify.
     Both { second_len: usize },
+}
+
+/// The payload length a frame starting at `frame` declares, once its 4
+/// length bytes are there.
+fn declared_len(frame: &[u8]) -> Option<usize> {
+    let head: [u8; LENGTH_LEN] = frame.get(..LENGTH_LEN)?.try_into().ok()?;
+    Some(u32::from_be_bytes(head) as usize)
+}
+
+/// Writes one frame: the length, `payload`, and the tag `mac` (which has
+/// hashed the payload) computes. The only place the layout is written.
+fn put_frame(dst: &mut BytesMut, payload: &[u8], mac: Hmac<Sha256>) {
+    // Callers checked the length against max_frame_len <= u32::MAX.
+    dst.put_u32(payload.len() as u32);
+    dst.extend_from_slice(payload);
+    dst.extend_from_slice(&mac.finalize().into_bytes());
 }
 
 /// Which of a codec's two directions a tag is for.
@@ -454,11 +460,9 @@ impl Decoder for HmacFrameCodec {
         let payload_len = match self.read {
             ReadState::Body { payload_len } => payload_len,
             ReadState::Head => {
-                let Some(head) = src.get(..LENGTH_LEN) else {
+                let Some(payload_len) = declared_len(src) else {
                     return Ok(None);
                 };
-                let declared = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-                let payload_len = declared as usize;
                 self.check_len(payload_len)?;
                 src.advance(LENGTH_LEN);
                 self.read = ReadState::Body { payload_len };
@@ -484,22 +488,17 @@ impl Decoder for HmacFrameCodec {
                 None
             }
             PairCheck::FirstInvalid => return Err(LinkError::InvalidHmac),
-            PairCheck::FirstOnly => {
-                self.count_received(1);
-                None
-            }
-            PairCheck::Both { second_len } => {
-                self.count_received(1);
-                Some(second_len)
-            }
+            // A second frame that failed is left in `src`: the next call
+            // verifies it alone and fails there, after this frame.
+            PairCheck::FirstOnly => None,
+            PairCheck::Both { second_len } => Some(second_len),
         };
         let payload = src.split_to(payload_len).freeze();
         src.advance(TAG_LEN);
         self.read = ReadState::Head;
+        self.count_received(1);
         if let Some(second_len) = second_len {
-            // Verified with the first. A second frame that failed is left
-            // in `src`: the next call verifies it alone and fails there,
-            // after this frame was delivered.
+            // Verified with the first.
             self.count_received(1);
             src.advance(LENGTH_LEN);
             self.verified = Some(src.split_to(second_len).freeze());
