@@ -113,8 +113,10 @@ pub struct HmacFrameCodec {
 /// whole frames, by the clients' and servers' sinks for messages fed back
 /// to back. Two HMAC computations advanced in turn, 128 bytes at a time,
 /// keep the CPU's SHA-256 unit busy where one alone waits on its own
-/// results: 1.2x the hashing rate at 1 KiB and 1.25x from 4 KiB up on the
-/// machine of BENCHMARKS.md; nothing gained below about 256 bytes.
+/// results: `decode-two` against `decode` in benches/codec.rs is 1.2-1.25x
+/// from 1 KiB up on the machine of BENCHMARKS.md. Below 512 bytes a
+/// scratch measurement gained under 1.15x (nothing at 64 bytes), not worth
+/// holding a message back for.
 pub(crate) const PAIR_MIN_LEN: usize = 512;
 
 /// Bytes each of two interleaved HMAC computations takes in turn.

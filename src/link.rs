@@ -18,8 +18,8 @@ use crate::{HmacFrameCodec, LinkError};
 /// flushes it. tokio-util's default of 8 KiB makes small TLS records and one
 /// write per 8 KiB; at 128 KiB, batched sends (`feed` + `flush`,
 /// `send_all`) fill 16 KiB TLS records (`batched_frames_fill_whole_tls_records`
-/// in tests/link.rs). Together with the once-keyed HMAC this is the 1.3-1.4x
-/// over a default-`Framed` codec at 64 B-1 KiB in BENCHMARKS.md.
+/// in tests/link.rs). Together with the once-keyed HMAC this is most of
+/// the lead over a default-`Framed` codec at 64 B-1 KiB in BENCHMARKS.md.
 pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Initial capacity of the read buffer; it grows as frames need.
