@@ -1,12 +1,22 @@
 //! Read deadlines of a server connection: the first authenticated message
 //! must come within one limit, and later ones within an idle limit of the
-//! peer's last activity.
+//! last message the peer sent.
+//!
+//! "Sent" is measured where it can be seen: [`Heard`] stamps the time of
+//! every read that brings bytes in, and a message counts as heard when the
+//! read that completed it happened, not when the application got round to
+//! taking it. A server that reads slower than its client writes therefore
+//! never mistakes its own backlog for the client's silence, and a client
+//! that trickles a frame a byte at a time is silent until the frame is
+//! whole.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
-use std::task::Context;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::LinkError;
@@ -14,65 +24,74 @@ use crate::LinkError;
 /// Tracks both deadlines with one timer. The timer is not reset per
 /// message (that would cost a timer update per frame on a busy link): it
 /// fires at the earliest possible deadline and is then pushed to the real
-/// one, computed from the time the peer was last heard from.
+/// one, computed from the time the last message was heard.
 pub(crate) struct ReadDeadline {
-    first_message: Option<Duration>,
+    /// What the timer means until the first message: its error on expiry.
+    before_first: Option<BeforeFirst>,
     idle: Option<Duration>,
     timer: Option<Pin<Box<Sleep>>>,
     received_any: bool,
-    /// The last read found nothing to yield: the next message is news.
-    waited: bool,
     last_heard: Instant,
 }
 
 impl ReadDeadline {
     pub(crate) fn new(first_message: Option<Duration>, idle: Option<Duration>) -> Self {
         let now = Instant::now();
-        let timer = first_message
-            .or(idle)
-            .map(|limit| Box::pin(tokio::time::sleep_until(now + limit)));
+        let before_first = match (first_message, idle) {
+            (Some(limit), _) => Some(BeforeFirst::FirstMessage(limit)),
+            (None, Some(limit)) => Some(BeforeFirst::Idle(limit)),
+            (None, None) => None,
+        };
+        let timer = before_first.map(|first| {
+            let limit = match first {
+                BeforeFirst::FirstMessage(limit) | BeforeFirst::Idle(limit) => limit,
+            };
+            Box::pin(tokio::time::sleep_until(now + limit))
+        });
         ReadDeadline {
-            first_message,
+            before_first,
             idle,
             timer,
             received_any: false,
-            waited: true,
             last_heard: now,
         }
     }
 
-    /// Records that a message was yielded.
-    pub(crate) fn on_message(&mut self) {
-        if self.timer.is_none() {
+    /// Whether any deadline is set: only then do reads need a time stamp.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// Records that a message was yielded, completed by a read at `heard`.
+    pub(crate) fn on_message(&mut self, heard: Option<Instant>) {
+        let Some(timer) = self.timer.as_mut() else {
             return;
-        }
+        };
+        // A message is always completed by a read, which stamped `heard`;
+        // the fallback keeps the deadline sound if that ever changes.
+        self.last_heard = heard.unwrap_or_else(Instant::now);
         if !self.received_any {
             self.received_any = true;
-            self.last_heard = Instant::now();
-            match (self.idle, self.timer.as_mut()) {
-                (Some(idle), Some(timer)) => timer.as_mut().reset(self.last_heard + idle),
-                _ => self.timer = None,
+            match self.idle {
+                Some(idle) => timer.as_mut().reset(self.last_heard + idle),
+                None => self.timer = None,
             }
-        } else if self.waited {
-            // Messages decoded from one read share its arrival time; only
-            // the first after a wait needs the clock.
-            self.last_heard = Instant::now();
         }
-        self.waited = false;
     }
 
     /// Called when the stream has nothing to yield: registers the timer
     /// with `cx` and reports an expired deadline.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<LinkError> {
-        self.waited = true;
         let timer = self.timer.as_mut()?;
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
             if !self.received_any {
-                let limit = self.first_message.unwrap_or_default();
-                return Some(LinkError::FirstMessageTimeout(limit));
+                return self.before_first.map(|first| match first {
+                    BeforeFirst::FirstMessage(limit) => LinkError::FirstMessageTimeout(limit),
+                    BeforeFirst::Idle(limit) => LinkError::IdleTimeout(limit),
+                });
             }
             let idle = self.idle?;
             let deadline = self.last_heard + idle;
@@ -81,5 +100,94 @@ impl ReadDeadline {
             }
             timer.as_mut().reset(deadline);
         }
+    }
+}
+
+/// The limit the timer runs against before the first message: the
+/// first-message limit, or the idle limit when that is the only one.
+#[derive(Clone, Copy)]
+enum BeforeFirst {
+    FirstMessage(Duration),
+    Idle(Duration),
+}
+
+/// A transport that remembers when a read last brought bytes in (when
+/// stamping is on: one clock read per read, none per message).
+#[derive(Debug)]
+pub(crate) struct Heard<T> {
+    inner: T,
+    stamping: bool,
+    last_read: Option<Instant>,
+}
+
+impl<T> Heard<T> {
+    pub(crate) fn new(inner: T, stamping: bool) -> Self {
+        Heard {
+            inner,
+            stamping,
+            last_read: None,
+        }
+    }
+
+    /// When the last read that brought bytes in returned.
+    pub(crate) fn last_read(&self) -> Option<Instant> {
+        self.last_read
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if self.stamping && buf.filled().len() > before {
+            self.last_read = Some(Instant::now());
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 
 use crate::codec::{AuthMode, Role};
-use crate::deadline::ReadDeadline;
+use crate::deadline::{Heard, ReadDeadline};
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long, by default, a client has to complete its TLS handshake (see
@@ -128,8 +128,14 @@ impl SecureAcceptor {
     /// no limit). On expiry the server's stream yields
     /// [`LinkError::IdleTimeout`] and ends.
     ///
-    /// Silence is measured while the stream is being polled, from the time
-    /// the last message arrived.
+    /// Silence is measured from the time the last whole message came in
+    /// (the read that completed it), not from when the application took
+    /// it: a server that reads slower than its client writes is not
+    /// mistaken for a silent client. A frame trickled in a byte at a time
+    /// counts as silence until it is whole. The deadline is checked while
+    /// the stream is polled. Without a first-message limit, the idle limit
+    /// also runs from the handshake to the first message, and its expiry
+    /// there is reported as [`LinkError::IdleTimeout`] too.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
@@ -159,9 +165,10 @@ impl SecureAcceptor {
             stream.get_ref().1,
             Role::Server,
         )?;
+        let deadline = ReadDeadline::new(self.first_message_timeout, self.idle_timeout);
         Ok(SecureServer {
-            framed: link::framed(stream, codec),
-            deadline: ReadDeadline::new(self.first_message_timeout, self.idle_timeout),
+            framed: link::framed(Heard::new(stream, deadline.is_armed()), codec),
+            deadline,
             terminated: false,
         })
     }
@@ -210,7 +217,7 @@ impl fmt::Debug for SecureAcceptor {
 /// `next()` is cancellation safe; `send()` is not (a dropped `send` future
 /// may or may not have sent its message).
 pub struct SecureServer<IO> {
-    framed: link::FramedLink<TlsStream<IO>>,
+    framed: link::FramedLink<Heard<TlsStream<IO>>>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
@@ -220,19 +227,19 @@ impl<IO> SecureServer<IO> {
     /// The transport and the rustls connection (negotiated cipher suite and
     /// key-exchange group, server name the client asked for, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ServerConnection) {
-        self.framed.get_ref().get_ref()
+        self.framed.get_ref().get_ref().get_ref()
     }
 
     /// Mutable access to the transport and the rustls connection. Reading
     /// or writing through them corrupts the link.
     pub fn get_mut(&mut self) -> (&mut IO, &mut rustls::ServerConnection) {
-        self.framed.get_mut().get_mut()
+        self.framed.get_mut().get_mut().get_mut()
     }
 
     /// The TLS stream underneath. Frames buffered for reading or writing are
     /// lost: flush first.
     pub fn into_inner(self) -> TlsStream<IO> {
-        self.framed.into_inner()
+        self.framed.into_inner().into_inner()
     }
 }
 
@@ -252,7 +259,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureServer<IO> {
             },
         };
         match item {
-            Some(Ok(_)) => this.deadline.on_message(),
+            Some(Ok(_)) => {
+                let heard = this.framed.get_ref().last_read();
+                this.deadline.on_message(heard);
+            }
             _ => this.terminated = true,
         }
         Poll::Ready(item)
@@ -290,7 +300,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
 impl<IO: fmt::Debug> fmt::Debug for SecureServer<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureServer")
-            .field("io", self.framed.get_ref().get_ref().0)
+            .field("io", self.framed.get_ref().get_ref().get_ref().0)
             .field("codec", self.framed.codec())
             .field("terminated", &self.terminated)
             .finish_non_exhaustive()

@@ -1,0 +1,149 @@
+//! The server's read deadlines (`src/deadline.rs`), on paused time: the
+//! first-message limit, and an idle limit that measures the peer's silence,
+//! not the server's own pace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{KEY, connected, endpoints};
+use futures::{SinkExt, StreamExt};
+use secure_link::LinkError;
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_sends_a_message_hits_the_first_message_deadline() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_first_message_timeout(Duration::from_secs(5));
+    let (_client, mut server) = connected(&connector, &acceptor).await;
+    let started = tokio::time::Instant::now();
+    let verdict = server.next().await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::FirstMessageTimeout(limit))) if limit == Duration::from_secs(5)),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert!(server.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_hits_the_idle_deadline_and_an_active_one_does_not() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor
+        .with_first_message_timeout(Duration::from_secs(5))
+        .with_idle_timeout(Duration::from_secs(10));
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+
+    // Active: a message every 6 s for a minute (over the 5 s first-message
+    // limit in total, under the 10 s idle limit each time).
+    let talker = tokio::spawn(async move {
+        for i in 0..10 {
+            tokio::time::sleep(Duration::from_secs(if i == 0 { 4 } else { 6 })).await;
+            client.send(Bytes::from(format!("tick {i}"))).await.unwrap();
+        }
+        client // kept open, silent from now on
+    });
+    for i in 0..10 {
+        assert_eq!(server.next().await.unwrap().unwrap(), format!("tick {i}"));
+    }
+    let last_heard = tokio::time::Instant::now();
+    let verdict = server.next().await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(10)),
+        "{verdict:?}"
+    );
+    assert_eq!(last_heard.elapsed(), Duration::from_secs(10));
+    drop(talker.await.unwrap());
+}
+
+/// A steady producer (a message a second, in rounds of 10 with 8 s of
+/// silence between) and a slower consumer (1.2 s a message): the server
+/// finds a message waiting every time it asks, until it catches up in each
+/// pause. The client is never silent for more than 8 s of the 10 s limit.
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_of_a_steady_producer_never_times_out() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(10));
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let producer = tokio::spawn(async move {
+        for round in 0..3 {
+            for i in 0..10 {
+                // A failure shows on the server's side, below.
+                if client
+                    .send(Bytes::from(format!("{round}.{i}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(7)).await; // 8 s silent
+        }
+        let _ = client.close().await;
+    });
+    let mut received = 0;
+    while let Some(item) = server.next().await {
+        let message = item.unwrap_or_else(|err| panic!("after {received} messages: {err}"));
+        assert_eq!(message, format!("{}.{}", received / 10, received % 10));
+        received += 1;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert_eq!(received, 30);
+    server.close().await.unwrap();
+    producer.await.unwrap();
+}
+
+/// With only an idle limit, a client that never speaks is reported against
+/// that limit, not as a first-message timeout of zero.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_with_only_an_idle_limit_is_an_idle_timeout_of_that_limit() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(7));
+    let (_client, mut server) = connected(&connector, &acceptor).await;
+    let started = tokio::time::Instant::now();
+    let verdict = server.next().await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(7)),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(7));
+}
+
+/// A client trickling one frame's body, a byte every 2 s, is silent in the
+/// sense that matters: no message for the idle limit ends the connection.
+#[tokio::test(start_paused = true)]
+async fn a_client_trickling_one_frame_slower_than_the_idle_limit_times_out() {
+    use tokio_util::codec::Encoder;
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(10));
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    client.send(Bytes::from_static(b"first")).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "first");
+    let heard = tokio::time::Instant::now();
+
+    let mut frame = bytes::BytesMut::new();
+    secure_link::HmacFrameCodec::new(KEY)
+        .encode(Bytes::from(vec![7u8; 100]), &mut frame)
+        .unwrap();
+    let trickler = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        // The frame goes through TLS, a byte per record.
+        let mut stream = client.into_inner();
+        for byte in frame.iter() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let verdict = server.next().await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(10)),
+        "{verdict:?}"
+    );
+    assert_eq!(heard.elapsed(), Duration::from_secs(10));
+    drop(server);
+    trickler.await.unwrap();
+}
