@@ -189,9 +189,11 @@ impl From<&LinkError> for SecureServerError {
             LinkError::Tls(_) | LinkError::Config(_) | LinkError::HandshakeTimeout => {
                 SecureServerError::Tls
             }
-            LinkError::Io(_) | LinkError::FirstMessageTimeout(_) | LinkError::IdleTimeout(_) => {
-                SecureServerError::Io
-            }
+            LinkError::Io(_)
+            | LinkError::FirstMessageTimeout(_)
+            | LinkError::IdleTimeout(_)
+            | LinkError::CloseTimeout(_)
+            | LinkError::SinkClosed => SecureServerError::Io,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls};
 
 use crate::codec::{AuthMode, Role};
+use crate::wakers::{ReadWakers, Reader};
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long [`SecureClient`]'s `close()` waits, by default, for the server
@@ -22,8 +23,13 @@ use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// At most this many payload bytes that arrive while `close()` waits are
-/// kept for the client's stream; past it, `close()` stops waiting.
+/// kept for the client's stream; past it, `close()` stops reading until
+/// the stream has taken some.
 const CLOSE_READ_LIMIT: usize = 1024 * 1024;
+
+/// At most this many messages (of any size, empty ones too) are kept for
+/// the client's stream while `close()` waits.
+const CLOSE_READ_MAX_MESSAGES: usize = 1024;
 
 /// Opens secure links to a server: TLS 1.3 with the server authenticated by
 /// a root certificate, then HMAC-authenticated frames.
@@ -90,9 +96,15 @@ impl SecureConnector {
         self
     }
 
-    /// Sets how long `close()` waits for the server's `close_notify` after
-    /// sending its own (default [`DEFAULT_CLOSE_TIMEOUT`]); zero disables
-    /// the wait.
+    /// Sets how long `close()` may take in all (default
+    /// [`DEFAULT_CLOSE_TIMEOUT`]): flushing what is buffered, sending
+    /// `close_notify`, and waiting for the server's `close_notify`. Past
+    /// it, `close()` fails with [`LinkError::CloseTimeout`].
+    ///
+    /// Zero turns the wait off: `close()` returns `Ok` once its own
+    /// `close_notify` is written, without the server's confirmation, and
+    /// the flush is then not bounded (wrap `close()` in
+    /// [`tokio::time::timeout`] if the server may stop reading).
     ///
     /// The wait reads what the server sent but the client never read, such
     /// as TLS 1.3 session tickets. Closing a socket with unread data makes
@@ -140,8 +152,10 @@ impl SecureConnector {
             close_timeout: self.close_timeout,
             closing: Closing::Open,
             read_while_closing: VecDeque::new(),
+            queued_bytes: 0,
+            read_end: ReadEnd::Open,
             terminated: false,
-            reader: None,
+            wakers: ReadWakers::new(),
         })
     }
 }
@@ -164,7 +178,7 @@ impl fmt::Debug for SecureConnector {
 /// # async fn run(mut client: secure_link::SecureClient<tokio::net::TcpStream>) -> Result<(), secure_link::LinkError> {
 /// client.send("request".into()).await?;         // encodes and flushes
 /// let reply = client.next().await.transpose()?; // the server's answer, if any
-/// client.close().await?;                        // close_notify, then wait for the server's
+/// client.close().await?;                        // Ok: the server confirmed the end
 /// # Ok(()) }
 /// ```
 ///
@@ -180,45 +194,78 @@ impl fmt::Debug for SecureConnector {
 /// # Closing
 ///
 /// `close()` flushes, sends TLS `close_notify`, shuts the transport's write
-/// side, then waits (at most the connector's close timeout) until the
-/// server answers with its own `close_notify` or closes the connection.
-/// While it waits it reads what the server sends; frames that arrive are
-/// kept and still come out of the stream afterwards (up to 1 MiB of
-/// payload: past that, `close()` stops waiting, so read replies before
-/// closing). A server that answers
-/// with `close_notify` has read everything (the stream then ends with
-/// `None`; a server that hung up without it shows as
-/// [`LinkError::Truncated`]). The wait also rules out the TCP reset that
-/// closing with unread data (such as TLS 1.3 session tickets) would cause,
-/// which can destroy data still queued for sending.
+/// side, then waits until the server answers with its own `close_notify`,
+/// all within the connector's close timeout. It returns:
+///
+/// * `Ok(())` only when the server confirmed the end: it sent
+///   `close_notify`, so it has read every frame before ours (a server of
+///   this crate answers once its stream has ended);
+/// * [`LinkError::CloseTimeout`] when the timeout passed first (the flush
+///   did not finish because the server stopped reading, or no answer came);
+/// * the error that ended the link otherwise ([`LinkError::Truncated`] for
+///   a server that hung up without `close_notify`, an I/O error, ...).
+///
+/// Asked again, `close()` gives the same answer. While it waits, `close()`
+/// reads what the server sends: replies are kept and still come out of the
+/// stream afterwards, in order, nothing dropped. It keeps at most 1,024
+/// replies or 1 MiB of them; when that is full it stops reading until the
+/// stream takes some (so read replies while closing, or before). The wait
+/// also rules out the TCP reset that closing with unread data (such as
+/// TLS 1.3 session tickets) would cause, which can destroy data still
+/// queued for sending.
+///
+/// After `close()` has started, `feed`/`send` fail with
+/// [`LinkError::SinkClosed`]: the message is not sent.
+///
+/// The stream ends with `None` once the server's `close_notify` has come,
+/// whether the stream or `close()` read it; a task reading a split stream
+/// half is woken by what `close()` reads, and `close()` by what the
+/// stream reads.
 ///
 /// # Cancellation safety
 ///
 /// `next()` is cancellation safe. `send()` is not: if its future is
 /// dropped (say in `select!`) the message may or may not have been sent.
-/// `close()` may be cancelled and called again.
+/// `close()` may be cancelled and called again; it carries on where it
+/// stopped, against the same deadline.
 pub struct SecureClient<IO> {
     framed: link::FramedLink<TlsStream<IO>>,
     close_timeout: Duration,
     closing: Closing,
     /// What the stream yields before reading on: items read by `close()`.
     read_while_closing: VecDeque<Result<Bytes, LinkError>>,
+    /// Payload bytes in `read_while_closing`.
+    queued_bytes: usize,
+    /// How reading the transport ended, whichever of the stream and
+    /// `close()` saw it.
+    read_end: ReadEnd,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
-    /// The task last left waiting by `poll_next`. `close()` reads from the
-    /// same transport, which takes the transport's read wakeup away from
-    /// that task (a split stream half, say), so `close()` wakes it itself.
-    reader: Option<Waker>,
+    /// The stream and `close()` may be polled by two tasks: both are woken
+    /// by whatever the transport reads (see `wakers.rs`).
+    wakers: ReadWakers,
 }
 
 enum Closing {
     Open,
-    /// Our close_notify is out; reading until the server's, or the deadline.
-    AwaitingPeer {
-        deadline: Pin<Box<Sleep>>,
-        read: usize,
+    /// `close()` has started and must finish by `deadline` (none for a
+    /// zero close timeout).
+    InProgress {
+        deadline: Option<Pin<Box<Sleep>>>,
+        /// Our close_notify is out; reading until the server's.
+        notified: bool,
     },
-    Closed,
+    /// What `close()` found; every later call returns it again.
+    Done(Result<(), LinkError>),
+}
+
+/// How reading the transport ended.
+enum ReadEnd {
+    Open,
+    /// The server's close_notify arrived at a frame boundary.
+    Confirmed,
+    /// Reading failed with this error (kept to report to `close()`).
+    Failed(LinkError),
 }
 
 impl<IO> SecureClient<IO> {
@@ -239,75 +286,141 @@ impl<IO> SecureClient<IO> {
     pub fn into_inner(self) -> TlsStream<IO> {
         self.framed.into_inner()
     }
+
+    fn queue_full(&self) -> bool {
+        self.read_while_closing.len() >= CLOSE_READ_MAX_MESSAGES
+            || self.queued_bytes >= CLOSE_READ_LIMIT
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
     type Error = LinkError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if !matches!(self.closing, Closing::Open) {
+            return Poll::Ready(Err(LinkError::SinkClosed));
+        }
         Pin::new(&mut self.framed).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
+        if !matches!(self.closing, Closing::Open) {
+            return Err(LinkError::SinkClosed);
+        }
         Pin::new(&mut self.framed).start_send(item)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if !matches!(self.closing, Closing::Open) {
+            // Nothing can have been added since close() started.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.framed).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         let this = self.get_mut();
-        let poll = Self::poll_close_inner(this, cx);
-        if (poll.is_ready() || !this.read_while_closing.is_empty())
-            && let Some(reader) = this.reader.take()
-        {
-            reader.wake();
+        let poll = this.poll_close_inner(cx);
+        if poll.is_ready() {
+            this.wakers.wake(Reader::Stream);
         }
         poll
     }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
-    fn poll_close_inner(this: &mut Self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+    fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         loop {
-            match &mut this.closing {
+            let (deadline, notified) = match &mut self.closing {
+                Closing::Done(outcome) => {
+                    return Poll::Ready(outcome.as_ref().map(|_| ()).map_err(LinkError::duplicate));
+                }
                 Closing::Open => {
-                    // Flush, close_notify, shut down the write side.
-                    ready!(Pin::new(&mut this.framed).poll_close(cx))?;
-                    this.closing = if this.close_timeout.is_zero() || this.terminated {
-                        Closing::Closed
-                    } else {
-                        Closing::AwaitingPeer {
-                            deadline: Box::pin(tokio::time::sleep(this.close_timeout)),
-                            read: 0,
-                        }
+                    let deadline = (!self.close_timeout.is_zero())
+                        .then(|| Box::pin(tokio::time::sleep(self.close_timeout)));
+                    self.closing = Closing::InProgress {
+                        deadline,
+                        notified: false,
                     };
+                    continue;
                 }
-                Closing::AwaitingPeer { deadline, read } => {
-                    match Pin::new(&mut this.framed).poll_next(cx) {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            *read += frame.len();
-                            let full = *read > CLOSE_READ_LIMIT;
-                            this.read_while_closing.push_back(Ok(frame));
-                            if full {
-                                this.closing = Closing::Closed;
-                            }
-                        }
-                        Poll::Ready(Some(Err(err))) => {
-                            this.read_while_closing.push_back(Err(err));
-                            this.closing = Closing::Closed;
-                        }
-                        Poll::Ready(None) => this.closing = Closing::Closed,
-                        Poll::Pending => {
-                            ready!(deadline.as_mut().poll(cx));
-                            this.closing = Closing::Closed;
-                        }
+                Closing::InProgress { deadline, notified } => (deadline, notified),
+            };
+            let expired = |deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>| {
+                deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+            };
+            if !*notified {
+                // Flush, close_notify, shut down the write side.
+                match Pin::new(&mut self.framed).poll_close(cx) {
+                    Poll::Ready(Ok(())) if deadline.is_none() => self.finish(Ok(())),
+                    Poll::Ready(Ok(())) => *notified = true,
+                    Poll::Ready(Err(err)) => self.finish(Err(err)),
+                    Poll::Pending if expired(deadline, cx) => self.finish_timed_out(),
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            match &self.read_end {
+                ReadEnd::Confirmed => {
+                    self.finish(Ok(()));
+                    continue;
+                }
+                ReadEnd::Failed(err) => {
+                    let err = err.duplicate();
+                    self.finish(Err(err));
+                    continue;
+                }
+                ReadEnd::Open => {}
+            }
+            if self.queue_full() {
+                // Wait for the stream to take some, up to the deadline.
+                self.wakers.register(Reader::Close, cx);
+                let Closing::InProgress { deadline, .. } = &mut self.closing else {
+                    continue;
+                };
+                if !expired(deadline, cx) {
+                    return Poll::Pending;
+                }
+                self.finish_timed_out();
+                continue;
+            }
+            let mut read_cx = self.wakers.register(Reader::Close, cx);
+            match Pin::new(&mut self.framed).poll_next(&mut read_cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.queued_bytes += frame.len();
+                    self.read_while_closing.push_back(Ok(frame));
+                    self.wakers.wake(Reader::Stream);
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    self.read_while_closing.push_back(Err(err.duplicate()));
+                    self.read_end = ReadEnd::Failed(err.duplicate());
+                    self.finish(Err(err));
+                }
+                Poll::Ready(None) => {
+                    self.read_end = ReadEnd::Confirmed;
+                    self.finish(Ok(()));
+                }
+                Poll::Pending => {
+                    let Closing::InProgress { deadline, .. } = &mut self.closing else {
+                        continue;
+                    };
+                    if !expired(deadline, cx) {
+                        return Poll::Pending;
                     }
+                    self.finish_timed_out();
                 }
-                Closing::Closed => return Poll::Ready(Ok(())),
             }
         }
+    }
+
+    fn finish(&mut self, outcome: Result<(), LinkError>) {
+        self.closing = Closing::Done(outcome);
+    }
+
+    fn finish_timed_out(&mut self) {
+        self.finish(Err(LinkError::CloseTimeout(self.close_timeout)));
     }
 }
 
@@ -316,26 +429,36 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureClient<IO> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let item = match this.read_while_closing.pop_front() {
-            Some(item) => Some(item),
-            None if this.terminated => return Poll::Ready(None),
-            None => match Pin::new(&mut this.framed).poll_next(cx) {
-                Poll::Ready(item) => item,
-                Poll::Pending => {
-                    if !this
-                        .reader
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()))
-                    {
-                        this.reader = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
-                }
-            },
-        };
-        if !matches!(item, Some(Ok(_))) {
-            this.terminated = true;
+        if let Some(item) = this.read_while_closing.pop_front() {
+            let was_full = this.queue_full();
+            if let Ok(frame) = &item {
+                this.queued_bytes -= frame.len();
+            } else {
+                this.terminated = true;
+            }
+            if was_full {
+                this.wakers.wake(Reader::Close);
+            }
+            return Poll::Ready(Some(item));
         }
+        if this.terminated {
+            return Poll::Ready(None);
+        }
+        if matches!(this.read_end, ReadEnd::Confirmed) {
+            // close() read the server's close_notify.
+            this.terminated = true;
+            return Poll::Ready(None);
+        }
+        let mut read_cx = this.wakers.register(Reader::Stream, cx);
+        let item = ready!(Pin::new(&mut this.framed).poll_next(&mut read_cx));
+        match &item {
+            Some(Ok(_)) => return Poll::Ready(item),
+            Some(Err(err)) => this.read_end = ReadEnd::Failed(err.duplicate()),
+            None => this.read_end = ReadEnd::Confirmed,
+        }
+        // A close() waiting for the end learns it here.
+        this.terminated = true;
+        this.wakers.wake(Reader::Close);
         Poll::Ready(item)
     }
 }

@@ -76,6 +76,21 @@ pub enum LinkError {
     #[error("the peer was silent for {0:?}")]
     IdleTimeout(std::time::Duration),
 
+    /// The client's `close()` did not see the server confirm the end of the
+    /// link (its TLS `close_notify`) within the close timeout
+    /// ([`SecureConnector::with_close_timeout`](crate::SecureConnector::with_close_timeout)):
+    /// the flush before `close_notify` did not finish (the server stopped
+    /// reading), or the server did not answer, or replies nobody read
+    /// filled what `close()` keeps for the stream. Messages already sent
+    /// may or may not have been read.
+    #[error("the peer did not confirm the end of the link within {0:?}")]
+    CloseTimeout(std::time::Duration),
+
+    /// A message was given to a sink after its `close()` had started:
+    /// it was not sent.
+    #[error("the link is closed for sending")]
+    SinkClosed,
+
     /// An I/O error from the underlying transport.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
@@ -84,6 +99,29 @@ pub enum LinkError {
 impl LinkError {
     pub(crate) fn config(reason: impl Into<String>) -> Self {
         LinkError::Config(reason.into())
+    }
+
+    /// The same error again, for an error that two callers must both see
+    /// (the client's stream and its `close()`). An I/O error keeps its kind
+    /// and message, not its source chain.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            LinkError::InvalidHmac => LinkError::InvalidHmac,
+            LinkError::FrameTooLarge { len, max } => LinkError::FrameTooLarge {
+                len: *len,
+                max: *max,
+            },
+            LinkError::Tls(err) => LinkError::Tls(err.clone()),
+            LinkError::Config(reason) => LinkError::Config(reason.clone()),
+            LinkError::Truncated => LinkError::Truncated,
+            LinkError::Closed => LinkError::Closed,
+            LinkError::HandshakeTimeout => LinkError::HandshakeTimeout,
+            LinkError::FirstMessageTimeout(limit) => LinkError::FirstMessageTimeout(*limit),
+            LinkError::IdleTimeout(limit) => LinkError::IdleTimeout(*limit),
+            LinkError::CloseTimeout(limit) => LinkError::CloseTimeout(*limit),
+            LinkError::SinkClosed => LinkError::SinkClosed,
+            LinkError::Io(err) => LinkError::Io(io::Error::new(err.kind(), err.to_string())),
+        }
     }
 }
 
@@ -135,7 +173,9 @@ impl From<LinkError> for io::Error {
             LinkError::Truncated | LinkError::Closed => io::ErrorKind::UnexpectedEof,
             LinkError::HandshakeTimeout
             | LinkError::FirstMessageTimeout(_)
-            | LinkError::IdleTimeout(_) => io::ErrorKind::TimedOut,
+            | LinkError::IdleTimeout(_)
+            | LinkError::CloseTimeout(_) => io::ErrorKind::TimedOut,
+            LinkError::SinkClosed => io::ErrorKind::BrokenPipe,
         };
         io::Error::new(kind, err)
     }

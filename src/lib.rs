@@ -95,6 +95,7 @@ mod key;
 mod link;
 mod server;
 pub mod tls;
+mod wakers;
 
 pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
 pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};

@@ -170,6 +170,7 @@ impl SecureAcceptor {
             framed: link::framed(Heard::new(stream, deadline.is_armed()), codec),
             deadline,
             terminated: false,
+            closed: false,
         })
     }
 }
@@ -216,11 +217,19 @@ impl fmt::Debug for SecureAcceptor {
 ///
 /// `next()` is cancellation safe; `send()` is not (a dropped `send` future
 /// may or may not have sent its message).
+///
+/// After `close()` has started, `feed`/`send` fail with
+/// [`LinkError::SinkClosed`]: the message is not sent. The server's
+/// `close()` has no timeout of its own: a client that stops reading can
+/// stall its flush, so bound it with [`tokio::time::timeout`] where that
+/// matters (`secure-link serve` does).
 pub struct SecureServer<IO> {
     framed: link::FramedLink<Heard<TlsStream<IO>>>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
+    /// `close()` has started: the sink takes no more messages.
+    closed: bool,
 }
 
 impl<IO> SecureServer<IO> {
@@ -279,10 +288,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
     type Error = LinkError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if self.closed {
+            return Poll::Ready(Err(LinkError::SinkClosed));
+        }
         Pin::new(&mut self.framed).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
+        if self.closed {
+            return Err(LinkError::SinkClosed);
+        }
         Pin::new(&mut self.framed).start_send(item)
     }
 
@@ -291,8 +306,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
     }
 
     /// Flushes, sends `close_notify` and shuts down the transport's write
-    /// side.
+    /// side. From the first call on, `poll_ready` and `start_send` fail
+    /// with [`LinkError::SinkClosed`].
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        self.closed = true;
         Pin::new(&mut self.framed).poll_close(cx)
     }
 }

@@ -115,7 +115,11 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         ))
     };
     if let Err(err) = sink.close().await {
-        return Err(unconfirmed(&files::explain(&err)));
+        let cause = match &err {
+            LinkError::CloseTimeout(limit) => format!("no close_notify within {limit:?}"),
+            other => files::explain(other),
+        };
+        return Err(unconfirmed(&cause));
     }
     let confirmed = tokio::time::timeout(Duration::from_secs(1), printer).await;
     match confirmed {

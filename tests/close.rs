@@ -1,0 +1,258 @@
+//! How a link ends: the client's `close()` says whether the server confirmed
+//! the end, is bounded by its timeout in every phase, shares the read
+//! wakeup with a split reader, and bounds what it keeps; sinks refuse use
+//! after close. Time is paused where a deadline is involved (over
+//! `tokio::io::duplex`, so an idle runtime means a stuck link).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{KEY, connected, drain, endpoints};
+use futures::{SinkExt, StreamExt};
+use secure_link::LinkError;
+use tokio::time::Instant;
+
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A test that hangs fails instead, after this much (virtual) time.
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(600), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never finished"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_is_ok_when_the_server_confirms_and_a_timeout_error_when_it_does_not() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+
+    // Confirmed: the server answers close_notify with its own.
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let answering = tokio::spawn(async move {
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        received.len()
+    });
+    client.send("one".into()).await.unwrap();
+    let started = Instant::now();
+    within("close", client.close()).await.unwrap();
+    assert!(started.elapsed() < CLOSE_TIMEOUT);
+    assert_eq!(answering.await.unwrap(), 1);
+
+    // Not confirmed: the server reads everything but never answers.
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let silent = tokio::spawn(async move {
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        std::future::pending::<()>().await;
+        drop((server, received));
+    });
+    client.send("two".into()).await.unwrap();
+    let started = Instant::now();
+    let verdict = within("close", client.close()).await;
+    assert!(
+        matches!(verdict, Err(LinkError::CloseTimeout(limit)) if limit == CLOSE_TIMEOUT),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
+    // Asked again, close() gives the same answer at once.
+    let again = within("second close", client.close()).await;
+    assert!(
+        matches!(again, Err(LinkError::CloseTimeout(_))),
+        "{again:?}"
+    );
+    assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
+    silent.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_gives_up_at_its_timeout_when_the_server_stops_reading() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    // 64 KiB of pipe, and a server that never reads: the flush before
+    // close_notify cannot finish.
+    let (mut client, server) = connected(&connector, &acceptor).await;
+    for _ in 0..100 {
+        client.feed(Bytes::from(vec![0u8; 1000])).await.unwrap();
+    }
+    let started = Instant::now();
+    let verdict = within("close", client.close()).await;
+    assert!(
+        matches!(verdict, Err(LinkError::CloseTimeout(limit)) if limit == CLOSE_TIMEOUT),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
+    drop(server);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_cancelled_and_called_again_completes() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        received
+    });
+    client.feed("kept".into()).await.unwrap();
+    // Cancelled before the server answers...
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), client.close())
+            .await
+            .is_err()
+    );
+    // ... and called again: the message went out once, the end is confirmed.
+    within("second close", client.close()).await.unwrap();
+    assert_eq!(late.await.unwrap(), vec![Bytes::from("kept")]);
+    assert!(client.next().await.is_none());
+}
+
+/// tokio keeps one read waker per transport: a `close()` that reads while a
+/// split reader is parked must not leave that reader unwoken when the
+/// close is cancelled.
+#[tokio::test(start_paused = true)]
+async fn a_split_reader_sees_the_end_after_a_cancelled_close() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let answering = tokio::spawn(async move {
+        go_rx.await.unwrap();
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        received.len()
+    });
+    let (mut tx, mut rx) = client.split();
+    let reader = tokio::spawn(async move {
+        let mut count = 0;
+        while let Some(item) = rx.next().await {
+            item.unwrap();
+            count += 1;
+        }
+        count
+    });
+    tokio::task::yield_now().await; // the reader is parked on the transport
+
+    tx.feed("bye".into()).await.unwrap();
+    // One poll: flush, close_notify, and a read that finds nothing yet.
+    let mut closing = tx.close();
+    futures::future::poll_fn(|cx| {
+        assert!(Pin::new(&mut closing).poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    drop(closing); // cancelled
+    go_tx.send(()).unwrap();
+
+    assert_eq!(within("the reader", reader).await.unwrap(), 0);
+    assert_eq!(answering.await.unwrap(), 1);
+}
+
+/// After `close()` woke a split reader for a reply, the reader polls the
+/// transport again: `close()` must still be woken by the server's
+/// close_notify, not sit out its timeout.
+#[tokio::test(start_paused = true)]
+async fn close_with_replies_in_flight_ends_when_the_servers_close_notify_arrives() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let echo = tokio::spawn(async move {
+        while let Some(message) = server.next().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            server.send(message.unwrap()).await.unwrap();
+        }
+        server.close().await.unwrap();
+    });
+    let (mut tx, mut rx) = client.split();
+    let reader = tokio::spawn(async move {
+        let mut replies = Vec::new();
+        while let Some(item) = rx.next().await {
+            replies.push(item.unwrap());
+        }
+        replies
+    });
+    let sent: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("m{i}"))).collect();
+    for message in &sent {
+        tx.feed(message.clone()).await.unwrap();
+    }
+    let started = Instant::now();
+    within("close", tx.close()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "close took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(within("the reader", reader).await.unwrap(), sent);
+    echo.await.unwrap();
+}
+
+/// A flood of empty replies during close() is not queued without limit:
+/// close() stops reading when the queue is full and waits for a reader, up
+/// to its timeout. Nothing is lost: the stream yields every reply and then
+/// the server's end.
+#[tokio::test(start_paused = true)]
+async fn replies_kept_while_closing_are_bounded_in_count_and_none_is_lost() {
+    const FLOOD: usize = 20_000;
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let flood = tokio::spawn(async move {
+        let mut replies = futures::stream::iter((0..FLOOD).map(|_| Ok(Bytes::new())));
+        server.send_all(&mut replies).await.unwrap();
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        received.len()
+    });
+    client.feed("go".into()).await.unwrap();
+    let started = Instant::now();
+    let verdict = within("close", client.close()).await;
+    assert!(
+        matches!(verdict, Err(LinkError::CloseTimeout(_))),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
+    let mut replies = 0;
+    while let Some(item) = within("the stream", client.next()).await {
+        assert!(item.unwrap().is_empty());
+        replies += 1;
+    }
+    assert_eq!(replies, FLOOD);
+    assert_eq!(flood.await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sinks_refuse_messages_after_close_instead_of_dropping_them() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let server_side = tokio::spawn(async move {
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        let late = server.feed("late reply".into()).await;
+        assert!(matches!(late, Err(LinkError::SinkClosed)), "{late:?}");
+        let late = server.send("late reply".into()).await;
+        assert!(matches!(late, Err(LinkError::SinkClosed)), "{late:?}");
+        received
+    });
+    client.send("before".into()).await.unwrap();
+    within("close", client.close()).await.unwrap();
+    let late = client.feed("after".into()).await;
+    assert!(matches!(late, Err(LinkError::SinkClosed)), "{late:?}");
+    let late = client.send("after".into()).await;
+    assert!(matches!(late, Err(LinkError::SinkClosed)), "{late:?}");
+    // The first close was confirmed; asking again says so again.
+    within("second close", client.close()).await.unwrap();
+    assert_eq!(server_side.await.unwrap(), vec![Bytes::from("before")]);
+}
