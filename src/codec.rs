@@ -21,9 +21,17 @@
 //!   in, before any memory is reserved for the payload. While a frame
 //!   arrives, the decoder asks for room for the rest of it and for one more
 //!   frame of the same size (so that two whole frames can be verified
-//!   together, see below), but never more than 256 KiB beyond the bytes
-//!   received: the read buffer follows what the peer actually sent (at
-//!   most about twice that, plus 256 KiB), never the declared length.
+//!   together, see below), but never more than the larger of 256 KiB and
+//!   the bytes it holds beyond them. When that needs a larger allocation,
+//!   the decoder makes a fresh one of exactly that size (not
+//!   `BytesMut::reserve`, which counts consumed bytes and doubles the
+//!   whole allocation), so the read buffer's real allocation is at most
+//!   twice the bytes it holds plus 256 KiB when it grows: it follows what
+//!   the peer actually sent, never the declared length (tests/memory.rs
+//!   measures the heap). The buffer does not shrink when a large frame
+//!   has gone; the limit on the first frame
+//!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
+//!   that has not shown it holds the key can make it grow to.
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.
@@ -101,6 +109,10 @@ pub struct HmacFrameCodec {
     /// session-bound format.
     session: Option<SessionBinding>,
     max_frame_len: usize,
+    /// The limit for frames received before one has verified, if lower.
+    first_frame_max_len: Option<usize>,
+    /// A received frame's tag has verified: the peer holds the key.
+    peer_verified: bool,
     read: ReadState,
     /// A frame verified together with the one before it (see
     /// [`PAIR_MIN_LEN`]) and not returned yet. The codec owns it, so what a
@@ -188,6 +200,8 @@ impl HmacFrameCodec {
             keyed,
             session: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            first_frame_max_len: None,
+            peer_verified: false,
             read: ReadState::Head,
             verified: None,
         }
@@ -220,6 +234,7 @@ impl HmacFrameCodec {
             received: 0,
         });
         codec.max_frame_len = self.max_frame_len;
+        codec.first_frame_max_len = self.first_frame_max_len;
         codec
     }
 
@@ -234,6 +249,30 @@ impl HmacFrameCodec {
     /// The largest payload, in bytes, that this codec encodes or accepts.
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    /// Sets the largest payload, in bytes, accepted in a frame received
+    /// before any received tag has verified, that is in the first frame
+    /// (default: [`max_frame_len`](Self::max_frame_len), no separate
+    /// limit). Later frames may use the full maximum. A larger first frame
+    /// is [`LinkError::FrameTooLarge`] naming this limit, raised when its
+    /// length prefix arrives.
+    ///
+    /// A peer that has not shown it holds the key can then make the
+    /// decoder buffer at most about this much (see the module
+    /// documentation for the read buffer's bound), whatever
+    /// `max_frame_len` allows authenticated peers.
+    pub fn with_max_first_frame_len(mut self, max_first_frame_len: usize) -> Self {
+        self.first_frame_max_len = Some(max_first_frame_len.min(FORMAT_MAX_FRAME_LEN));
+        self
+    }
+
+    /// The limit that applies to the next frame received.
+    fn receive_limit(&self) -> usize {
+        match self.first_frame_max_len {
+            Some(first) if !self.peer_verified => first.min(self.max_frame_len),
+            _ => self.max_frame_len,
+        }
     }
 
     /// Appends one frame carrying `payload` to `dst`.
@@ -408,6 +447,23 @@ fn put_frame(dst: &mut BytesMut, payload: &[u8], mac: Hmac<Sha256>) {
     dst.extend_from_slice(&mac.finalize().into_bytes());
 }
 
+/// Makes room for `ahead` more bytes in `src`. Where that needs a larger
+/// allocation, it is a fresh one of exactly the bytes held plus `ahead`:
+/// `BytesMut::reserve` would size the new allocation from the old one,
+/// consumed bytes included, and double it, so the real allocation could
+/// be far more than the decoder asked for. Callers bound `ahead` by the
+/// larger of `MAX_RESERVE_AHEAD` and the bytes held, so the allocation
+/// grows at least geometrically for a large frame (copies stay linear in
+/// its size) and never exceeds twice what is held plus `MAX_RESERVE_AHEAD`.
+fn grow_read_buffer(src: &mut BytesMut, ahead: usize) {
+    if src.capacity() - src.len() >= ahead {
+        return;
+    }
+    let mut fresh = BytesMut::with_capacity(src.len() + ahead);
+    fresh.extend_from_slice(src);
+    *src = fresh;
+}
+
 /// Which of a codec's two directions a tag is for.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -465,7 +521,13 @@ impl Decoder for HmacFrameCodec {
                 let Some(payload_len) = declared_len(src) else {
                     return Ok(None);
                 };
-                self.check_len(payload_len)?;
+                let limit = self.receive_limit();
+                if payload_len > limit {
+                    return Err(LinkError::FrameTooLarge {
+                        len: payload_len as u64,
+                        max: limit as u64,
+                    });
+                }
                 src.advance(LENGTH_LEN);
                 self.read = ReadState::Body { payload_len };
                 payload_len
@@ -480,7 +542,10 @@ impl Decoder for HmacFrameCodec {
             // must not commit memory the peer never sends.
             let missing = frame_rest - src.len();
             let next = LENGTH_LEN + frame_rest;
-            src.reserve(missing.saturating_add(next).min(MAX_RESERVE_AHEAD));
+            let ahead = missing
+                .saturating_add(next)
+                .min(MAX_RESERVE_AHEAD.max(src.len()));
+            grow_read_buffer(src, ahead);
             return Ok(None);
         }
 
@@ -495,6 +560,7 @@ impl Decoder for HmacFrameCodec {
             PairCheck::FirstOnly => None,
             PairCheck::Both { second_len } => Some(second_len),
         };
+        self.peer_verified = true;
         let payload = src.split_to(payload_len).freeze();
         src.advance(TAG_LEN);
         self.read = ReadState::Head;
@@ -523,6 +589,8 @@ impl fmt::Debug for HmacFrameCodec {
         f.debug_struct("HmacFrameCodec")
             .field("session", &self.session)
             .field("max_frame_len", &self.max_frame_len)
+            .field("first_frame_max_len", &self.first_frame_max_len)
+            .field("peer_verified", &self.peer_verified)
             .field("read", &self.read)
             .field("verified", &self.verified.as_ref().map(Bytes::len))
             .finish_non_exhaustive()

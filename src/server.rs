@@ -98,6 +98,19 @@ impl SecureAcceptor {
         self
     }
 
+    /// Sets the largest payload, in bytes, of a client's first frame:
+    /// until a tag of the connection has verified, the client is anonymous
+    /// (TLS here does not authenticate clients), so it gets a smaller
+    /// budget than `max_frame_len` (default: no separate limit; `secure-link
+    /// serve` uses 64 KiB). A larger first frame ends the stream with
+    /// [`LinkError::FrameTooLarge`] naming this limit, as soon as its
+    /// length prefix arrives. See
+    /// [`HmacFrameCodec::with_max_first_frame_len`].
+    pub fn with_max_first_frame_len(mut self, max_first_frame_len: usize) -> Self {
+        self.codec = self.codec.with_max_first_frame_len(max_first_frame_len);
+        self
+    }
+
     /// Sets how frame tags are computed (default [`AuthMode::Lab`]). Both
     /// ends of a link must use the same mode: a mismatch fails the first
     /// message with [`LinkError::InvalidHmac`].

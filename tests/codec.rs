@@ -36,7 +36,14 @@ fn encode_all(codec: &mut HmacFrameCodec, payloads: &[&[u8]]) -> BytesMut {
 /// Feeds `wire` to a fresh decoder in the given chunk sizes (cycled),
 /// decoding after every chunk like `Framed` does, then runs `decode_eof`.
 fn decode_in_chunks(wire: &[u8], chunks: &[usize]) -> Result<Vec<Bytes>, LinkError> {
-    let mut codec = HmacFrameCodec::new(KEY);
+    decode_in_chunks_with(HmacFrameCodec::new(KEY), wire, chunks)
+}
+
+fn decode_in_chunks_with(
+    mut codec: HmacFrameCodec,
+    wire: &[u8],
+    chunks: &[usize],
+) -> Result<Vec<Bytes>, LinkError> {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut rest = wire;
@@ -194,6 +201,50 @@ fn read_buffer_grows_in_bounded_steps_for_a_large_declared_frame() {
             buf.len()
         );
     }
+}
+
+#[test]
+fn the_first_frame_has_its_own_smaller_limit_until_a_tag_verifies() {
+    let limited = || HmacFrameCodec::new(KEY).with_max_first_frame_len(600);
+    // Over it: refused at the length prefix, naming that limit.
+    let over = reference_frame(KEY, &[1; 601]);
+    for codec in [
+        limited(),
+        limited().bound_to_session(&[9; 32], Role::Server),
+    ] {
+        let mut buf = BytesMut::from(&over[..LENGTH_LEN]);
+        let mut codec = codec;
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(
+            matches!(err, LinkError::FrameTooLarge { len: 601, max: 600 }),
+            "{err:?}"
+        );
+    }
+    // At it, then larger ones (a pair too): all delivered, in any chunking.
+    let payloads: [&[u8]; 4] = [&[1; 600], &[2; 5000], &[3; 5000], &[4; 601]];
+    let wire: Vec<u8> = payloads
+        .iter()
+        .flat_map(|p| reference_frame(KEY, p))
+        .collect();
+    for chunks in [&[1][..], &[7, 3000], &[wire.len()]] {
+        let got = decode_in_chunks_with(limited(), &wire, chunks).unwrap();
+        assert_eq!(got, payloads.to_vec(), "chunks {chunks:?}");
+    }
+    // A forged first frame under the limit unlocks nothing.
+    let mut forged = reference_frame(KEY, &[1; 10]);
+    forged[LENGTH_LEN] ^= 1;
+    forged.extend_from_slice(&reference_frame(KEY, &[2; 5000]));
+    let err = decode_in_chunks_with(limited(), &forged, &[1]).unwrap_err();
+    assert!(matches!(err, LinkError::InvalidHmac), "{err:?}");
+    // The limit never raises the overall maximum.
+    let capped = HmacFrameCodec::new(KEY)
+        .with_max_frame_len(100)
+        .with_max_first_frame_len(1000);
+    let err = decode_in_chunks_with(capped, &reference_frame(KEY, &[0; 101]), &[4]).unwrap_err();
+    assert!(
+        matches!(err, LinkError::FrameTooLarge { len: 101, max: 100 }),
+        "{err:?}"
+    );
 }
 
 #[test]
