@@ -20,6 +20,28 @@ pub(crate) fn read_text(path: &Path, what: &str) -> Result<String, Error> {
         .map_err(|err| Error::msg(format!("cannot read {what} {}: {err}", path.display())))
 }
 
+/// Warns (as ssh does for private keys) when a secret file can be read by
+/// its group or by others, naming the file and the fix.
+pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = fs::metadata(path) else {
+            return; // reading it reports the problem
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{what} {} is readable by group or others (mode {mode:03o}); restrict it with: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+}
+
 /// Reads an HMAC key file: hex digits, surrounding whitespace ignored, at
 /// least [`MIN_KEY_LEN`] bytes.
 pub(crate) fn read_key(path: &Path) -> Result<HmacKey, Error> {

@@ -17,6 +17,7 @@ macro_rules! outln {
 mod bench;
 mod demo;
 mod files;
+mod format;
 mod generate;
 mod relay;
 mod send;
@@ -68,10 +69,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::GenCerts(args) => generate::certs(&args),
         Command::GenKey(args) => generate::key(&args),
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
-        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
-        Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),
-        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Demo(args) => block_on(demo::run(args)),
+        Command::Serve(args) => block_on(serve::run(args)),
+        Command::Send(args) => block_on(send::run(args)),
+        Command::Bench(args) => block_on(bench::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,11 +83,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `job` on a multi-threaded runtime. The runtime is not waited for
+/// afterwards: a write to a stalled stdout may still hold one of its
+/// blocking threads, and the outcome is already known.
+fn block_on(job: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))
+        .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))?;
+    let outcome = runtime.block_on(job);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    outcome
 }
 
 /// A `--...-timeout` flag's value: a positive number of seconds.

@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tracing::info;
 
+use crate::format::Format;
 use crate::{Error, files};
 
 /// Arguments of `send`.
@@ -37,6 +38,11 @@ pub(crate) struct Args {
     /// Seconds allowed for connecting and for the TLS handshake.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// How messages (arguments or stdin lines) are read and replies
+    /// printed: text (as is; replies escaped as `serve` prints them), or
+    /// hex/base64 (exact, any bytes).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     /// Messages to send, one per argument. Without any, each line of stdin
     /// is one message (without its newline; an empty line is an empty
     /// message).
@@ -46,7 +52,9 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let timeout = crate::seconds(args.timeout, "--timeout")?;
     let ca = files::read_text(&args.ca, "CA certificate")?;
+    files::warn_if_exposed(&args.hmac_key, "HMAC key file");
     let key = files::read_key(&args.hmac_key)?;
+    let format = args.format;
     let connector = SecureConnector::new(&ca, key)?
         .with_max_frame_len(args.max_frame_len)
         .with_auth_mode(crate::auth_mode(args.session_bound));
@@ -72,10 +80,11 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     // ends cleanly only if the server confirms the end with close_notify.
     let printer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
+        let mut line = Vec::new();
         while let Some(item) = replies.next().await {
-            let reply = item?;
-            stdout.write_all(&reply).await?;
-            stdout.write_all(b"\n").await?;
+            line.clear();
+            format.write_line(&item?, &mut line);
+            stdout.write_all(&line).await?;
             stdout.flush().await?;
         }
         Ok::<(), LinkError>(())
@@ -93,7 +102,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            sink.feed(Bytes::copy_from_slice(&line)).await?;
+            sink.feed(Bytes::from(format.read_line(&line)?)).await?;
             sent += 1;
             // Batch what is already read; flush when stdin has to wait.
             if stdin.buffer().is_empty() {
@@ -102,7 +111,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         }
     } else {
         for message in args.messages {
-            sink.feed(Bytes::from(message)).await?;
+            sink.feed(Bytes::from(format.read_line(message.as_bytes())?))
+                .await?;
             sent += 1;
         }
     }

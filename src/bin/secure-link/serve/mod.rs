@@ -1,0 +1,178 @@
+//! `serve`: accept secure links, print each authenticated message as a
+//! line. The accept loop (`accept.rs`), one connection (`connection.rs`),
+//! the stdout writer (`output.rs`) and the stop signals (`signals.rs`) are
+//! wired together here, with the shutdown.
+
+mod accept;
+mod connection;
+mod output;
+mod signals;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secure_link::{DEFAULT_MAX_FRAME_LEN, SecureAcceptor};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use crate::format::Format;
+use crate::{Error, files};
+
+/// The default limit on a client's first frame (before it has shown it
+/// holds the key): 64 KiB.
+const DEFAULT_MAX_FIRST_FRAME_LEN: usize = 64 * 1024;
+
+/// How long shutdown waits for stdout to take what is queued.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:7878 (port 0 picks a free one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The server's certificate chain (PEM), e.g. server-chain.pem.
+    #[arg(long)]
+    cert_chain: PathBuf,
+    /// The server's private key (PEM), e.g. server-key.pem.
+    #[arg(long)]
+    private_key: PathBuf,
+    /// File holding the shared HMAC key as hex.
+    #[arg(long)]
+    hmac_key: PathBuf,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
+    max_frame_len: usize,
+    /// Largest first message accepted from a client, in bytes: until a
+    /// message's tag verifies, the client is anonymous and gets this
+    /// smaller budget.
+    #[arg(long, default_value_t = DEFAULT_MAX_FIRST_FRAME_LEN)]
+    max_first_frame_len: usize,
+    /// Most connections served at once; more wait in the listen backlog.
+    /// The default is what the descriptor limit allows, less 64 (at most
+    /// 10,000).
+    #[arg(long, default_value_t = accept::default_max_connections())]
+    max_connections: usize,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Seconds a client has, after the handshake, to send its first
+    /// authenticated message.
+    #[arg(long, default_value_t = 10.0)]
+    first_message_timeout: f64,
+    /// Seconds a client may stay silent between messages.
+    #[arg(long, default_value_t = 300.0)]
+    idle_timeout: f64,
+    /// Seconds a reply (`--echo`) or the closing close_notify may take to
+    /// write before the connection is dropped [default: the idle timeout].
+    #[arg(long)]
+    write_timeout: Option<f64>,
+    /// Send every message back to its sender.
+    #[arg(long)]
+    echo: bool,
+    /// How messages are printed: text (control characters and invalid
+    /// UTF-8 escaped, one line per message), or hex/base64 (exact).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Bind every tag to the TLS session and the message's position
+    /// (clients must use `send --session-bound`; see SECURITY.md).
+    #[arg(long)]
+    session_bound: bool,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
+    let first_message_timeout =
+        crate::seconds(args.first_message_timeout, "--first-message-timeout")?;
+    let idle_timeout = crate::seconds(args.idle_timeout, "--idle-timeout")?;
+    let write_timeout = match args.write_timeout {
+        Some(seconds) => crate::seconds(seconds, "--write-timeout")?,
+        None => idle_timeout,
+    };
+    if args.max_connections == 0 {
+        return Err(Error::msg("--max-connections must be at least 1"));
+    }
+    files::warn_if_exposed(&args.private_key, "private key");
+    files::warn_if_exposed(&args.hmac_key, "HMAC key file");
+    let chain = files::read_text(&args.cert_chain, "certificate chain")?;
+    let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
+    let key = files::read_key(&args.hmac_key)?;
+    let acceptor = SecureAcceptor::new(&chain, &private_key, key)?
+        .with_max_frame_len(args.max_frame_len)
+        .with_max_first_frame_len(args.max_first_frame_len)
+        .with_handshake_timeout(handshake_timeout)
+        .with_first_message_timeout(first_message_timeout)
+        .with_idle_timeout(idle_timeout)
+        .with_auth_mode(crate::auth_mode(args.session_bound));
+    let settings = connection::Settings {
+        echo: args.echo,
+        write_timeout,
+    };
+
+    // Before "listening on": a signal sent as soon as that line is seen
+    // must find its handler.
+    let mut signals = signals::Signals::install()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| Error::msg(format!("cannot listen on {}: {err}", args.listen)))?;
+    info!(
+        "serving at most {} connections at once",
+        args.max_connections
+    );
+    info!("listening on {}", listener.local_addr()?);
+
+    let (output, writer) = output::spawn(args.format);
+    let mut writer = Some(writer);
+    let mut incoming = accept::Acceptor::new(listener, args.max_connections);
+    let mut connections = JoinSet::new();
+    let stopped = loop {
+        tokio::select! {
+            signal = signals.next() => {
+                info!("{signal}: shutting down");
+                break Ok(());
+            }
+            Some(ended) = async { Some(writer.as_mut()?.await) }, if writer.is_some() => {
+                writer = None;
+                break Err(stdout_failed(ended));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            (tcp, peer, slot) = incoming.next() => {
+                let acceptor = acceptor.clone();
+                connections.spawn(connection::serve(acceptor, tcp, peer, output.clone(), settings, slot));
+            }
+        }
+    };
+    // Stop accepting (new connections are refused), end the connections,
+    // then let stdout take what is queued: within a grace period, and a
+    // second signal ends the wait at once.
+    drop(incoming);
+    connections.shutdown().await;
+    drop(output);
+    let Some(writer) = writer else {
+        return stopped;
+    };
+    tokio::select! {
+        ended = tokio::time::timeout(SHUTDOWN_GRACE, writer) => match ended {
+            Ok(Ok(Ok(_written))) => stopped,
+            Ok(ended) => Err(stdout_failed(ended)),
+            Err(_) => Err(Error::msg(format!(
+                "stdout took nothing for {SHUTDOWN_GRACE:?} during shutdown; messages still queued were not written"
+            ))),
+        },
+        signal = signals.next() => Err(Error::msg(format!(
+            "{signal} again during shutdown: exiting at once; messages still queued were not written"
+        ))),
+    }
+}
+
+fn stdout_failed(ended: Result<std::io::Result<u64>, tokio::task::JoinError>) -> Error {
+    match ended {
+        Ok(Err(err)) => Error::msg(format!(
+            "cannot write to stdout ({err}): stopped accepting and shut down"
+        )),
+        Ok(Ok(_)) => Error::msg("the stdout writer ended early; shut down"),
+        Err(err) => Error::msg(format!("the stdout writer failed: {err}; shut down")),
+    }
+}

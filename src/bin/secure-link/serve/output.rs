@@ -1,0 +1,91 @@
+//! `serve`'s stdout: one writer task owns it, so lines of concurrent
+//! connections never interleave and each connection's stay in order. The
+//! queue to it is bounded in bytes (and so in messages): a connection
+//! whose messages cannot be written yet waits, and stops reading.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::format::Format;
+
+/// Bytes of messages queued for stdout at most, counting each message as
+/// its length plus [`PER_MESSAGE_COST`] (so empty messages count too).
+pub(crate) const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+const PER_MESSAGE_COST: usize = 64;
+
+/// A line buffer that grew past this for a large message is dropped
+/// after it, not kept.
+const KEEP_LINE_BUFFER: usize = 1024 * 1024;
+
+/// Where connections put messages for stdout.
+#[derive(Clone)]
+pub(crate) struct Output {
+    queue: mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+/// The writer is gone (stdout failed, or shutdown).
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl Output {
+    /// Queues `message`, waiting while the queue is full.
+    pub(crate) async fn send(&self, message: Bytes) -> Result<(), Closed> {
+        let cost = (message.len() + PER_MESSAGE_COST).min(QUEUE_BYTES);
+        let cost = u32::try_from(cost).map_err(|_| Closed)?;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| Closed)?;
+        self.queue.send((message, permit)).map_err(|_| Closed)
+    }
+}
+
+/// Starts the writer. It ends when every [`Output`] is dropped and the
+/// queue is written (with the number of messages written), or at the
+/// first write error.
+pub(crate) fn spawn(format: Format) -> (Output, JoinHandle<io::Result<u64>>) {
+    let (queue, mut messages) = mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let output = Output {
+        queue,
+        budget: budget.clone(),
+    };
+    let writer = tokio::spawn(async move {
+        // However the writer ends, senders waiting for room learn it.
+        struct CloseOnExit(Arc<Semaphore>);
+        impl Drop for CloseOnExit {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _close = CloseOnExit(budget);
+        let mut stdout = tokio::io::stdout();
+        let mut line = Vec::new();
+        let mut written = 0u64;
+        while let Some((message, permit)) = messages.recv().await {
+            line.clear();
+            format.write_line(&message, &mut line);
+            drop(message);
+            stdout.write_all(&line).await?;
+            drop(permit);
+            written += 1;
+            if line.capacity() > KEEP_LINE_BUFFER {
+                line = Vec::new();
+            }
+            if messages.is_empty() {
+                stdout.flush().await?;
+            }
+        }
+        stdout.flush().await?;
+        Ok(written)
+    });
+    (output, writer)
+}
