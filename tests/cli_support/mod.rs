@@ -1,0 +1,287 @@
+//! Running the `secure-link` binary as a user does, for tests/cli.rs and
+//! tests/serve.rs: a workspace with certificates and keys, a `serve`
+//! process whose output lines can be awaited, `send`.
+//!
+//! `SECURE_LINK_BIN` runs the tests against another build of the binary
+//! (an older commit's, to show a test failing before a fix).
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> String {
+    std::env::var("SECURE_LINK_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secure-link").to_owned())
+}
+/// Upper bound on any wait for a process to print something; never a
+/// synchronisation sleep.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn secure_link(args: &[&str]) -> Command {
+    let mut command = Command::new(bin());
+    command.args(args).env("RUST_LOG", "info");
+    command
+}
+
+pub fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = secure_link(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A temporary directory with certificates and two keys, removed on drop.
+pub struct Workspace {
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("secure-link-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ws = Workspace { dir };
+        let out = run(
+            &["gen-certs", "--out", ws.path("pki").to_str().unwrap()],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for key in ["key.hex", "other-key.hex"] {
+            let out = run(&["gen-key", "--out", ws.path(key).to_str().unwrap()], "");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        ws
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// `send` arguments for the server at `addr`.
+    pub fn send_args(&self, addr: &str, key: &str, ca: &str) -> Vec<String> {
+        vec![
+            "send".into(),
+            "--connect".into(),
+            addr.into(),
+            "--server-name".into(),
+            "localhost".into(),
+            "--ca".into(),
+            self.arg(ca),
+            "--hmac-key".into(),
+            self.arg(key),
+        ]
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `secure-link serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub stdout: Receiver<String>,
+    pub raw_stdout: Option<std::process::ChildStdout>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub stderr_lines: Receiver<String>,
+}
+
+impl Server {
+    pub fn start(ws: &Workspace, extra: &[&str]) -> Self {
+        Self::launch(ws, extra, &[], true)
+    }
+
+    /// `serve` with `extra` arguments, run through `wrapper` (say
+    /// `prlimit --nofile=...`) if not empty. With `read_stdout` false,
+    /// stdout is left in `raw_stdout` for the test to read, or not.
+    pub fn launch(ws: &Workspace, extra: &[&str], wrapper: &[&str], read_stdout: bool) -> Self {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--cert-chain".into(),
+            ws.arg("pki/server-chain.pem"),
+            "--private-key".into(),
+            ws.arg("pki/server-key.pem"),
+            "--hmac-key".into(),
+            ws.arg("key.hex"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, raw_stdout) = if read_stdout {
+            (lines(child.stdout.take().unwrap()), None)
+        } else {
+            (mpsc::channel().1, child.stdout.take())
+        };
+        let stderr_lines = lines(child.stderr.take().unwrap());
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            stdout,
+            raw_stdout,
+            stderr: Arc::default(),
+            stderr_lines,
+        };
+        let listening = server.wait_stderr("listening on ");
+        server.addr = listening
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// Waits (at most `PATIENCE`) for the server to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "serve did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (e.g. "-INT") to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// A line of /proc/PID/status, in kB (VmHWM, VmRSS).
+    pub fn proc_status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// CPU time used so far, in clock ticks (utime + stime).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        // Fields 14 and 15 of stat(5), counted from after the name (field 3).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Stderr lines seen so far that contain `pattern` (after reading what
+    /// has arrived).
+    pub fn count_stderr(&self, pattern: &str) -> usize {
+        let mut seen = self.stderr.lock().unwrap();
+        while let Ok(line) = self.stderr_lines.try_recv() {
+            seen.push(line);
+        }
+        seen.iter().filter(|l| l.contains(pattern)).count()
+    }
+
+    /// The next line the server prints on stdout.
+    pub fn next_line(&self) -> String {
+        self.stdout
+            .recv_timeout(PATIENCE)
+            .expect("serve printed no line in time")
+    }
+
+    /// Waits until a stderr line contains `pattern`; returns it.
+    pub fn wait_stderr(&self, pattern: &str) -> String {
+        if let Some(line) = self
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(pattern))
+        {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .stderr_lines
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("serve never logged {pattern:?}"));
+            self.stderr.lock().unwrap().push(line.clone());
+            if line.contains(pattern) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn lines(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            match line {
+                Ok(line) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+pub fn send(ws: &Workspace, server: &Server, key: &str, messages: &[&str], stdin: &str) -> Output {
+    let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
+    args.extend(messages.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args, stdin)
+}

@@ -1,0 +1,338 @@
+//! `secure-link serve` under hostile or unlucky conditions, as real
+//! processes on 127.0.0.1: anonymous peers pushing large frames, running
+//! out of descriptors, a stdout that goes away or stalls, a client that
+//! does not read its replies, messages that hold control bytes. Figures
+//! printed here (run with `--nocapture`) are recorded in SECURITY.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cli_support::*;
+
+/// A runtime for the tests that drive clients through the library.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn connector(ws: &Workspace, key: &str) -> secure_link::SecureConnector {
+    let ca = std::fs::read_to_string(ws.path("pki/ca.pem")).unwrap();
+    let key_hex = std::fs::read_to_string(ws.path(key)).unwrap();
+    secure_link::SecureConnector::new(&ca, secure_link::HmacKey::from_hex(&key_hex).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn one_message_is_one_line_whatever_bytes_it_holds_and_hex_and_base64_are_exact() {
+    let ws = Workspace::new("format");
+    // Newlines, an escape sequence (clear screen), BEL, invalid UTF-8.
+    let nasty = b"line one\nFORGED LINE\r\x1b[2J\x07\xff\\ end";
+    let nasty_hex = hex::encode(nasty);
+
+    let server = Server::start(&ws, &[]);
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend(["--format".into(), "hex".into(), nasty_hex.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        server.next_line(),
+        r"line one\nFORGED LINE\r\x1b[2J\x07\xff\\ end"
+    );
+    server.wait_stderr("closed cleanly after 1 messages");
+
+    for format in ["hex", "base64"] {
+        let server = Server::start(&ws, &["--format", format]);
+        let all: Vec<u8> = (0..=255).collect();
+        let line = match format {
+            "hex" => hex::encode(&all),
+            _ => base64_encode(&all),
+        };
+        let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+        args.extend(["--format".into(), format.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(
+            &args,
+            &format!(
+                "{line}\n{nasty_hex_or_b64}\n",
+                nasty_hex_or_b64 = match format {
+                    "hex" => nasty_hex.clone(),
+                    _ => base64_encode(nasty),
+                }
+            ),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(server.next_line(), line, "{format}");
+        let second = server.next_line();
+        let expected = match format {
+            "hex" => nasty_hex.clone(),
+            _ => base64_encode(nasty),
+        };
+        assert_eq!(second, expected, "{format}");
+    }
+}
+
+/// Standard base64 with padding, written out here so the test does not
+/// share the tool's encoder.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `serve | head -1`: once stdout is gone, serve stops and says why,
+/// instead of accepting connections whose messages go nowhere.
+#[test]
+fn serve_exits_non_zero_when_its_stdout_goes_away() {
+    let ws = Workspace::new("epipe");
+    let mut server = Server::launch(&ws, &[], &[], false);
+    let mut stdout = BufReader::new(server.raw_stdout.take().unwrap());
+    let out = send(&ws, &server, "key.hex", &["first"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    drop(stdout); // like `head -1` exiting
+
+    // The next message cannot be written: serve ends, non-zero.
+    let _ = send(&ws, &server, "key.hex", &["second"], "");
+    let status = server.wait_exit();
+    assert!(!status.success(), "{status:?}");
+    assert!(server.count_stderr("cannot write to stdout") == 1);
+    assert!(TcpStream::connect(&server.addr).is_err(), "still listening");
+}
+
+/// Out of descriptors, `accept` fails at once for as long as connections
+/// wait in the backlog. A loop that retries at once spins; serve backs off,
+/// logs rarely, and serves again once descriptors are free.
+#[test]
+fn accept_failures_back_off_and_serving_resumes_when_descriptors_free_up() {
+    let ws = Workspace::new("emfile");
+    // A cap far above what 48 descriptors allow, so accept hits EMFILE.
+    let server = Server::launch(
+        &ws,
+        &["--max-connections", "1000", "--handshake-timeout", "60"],
+        &["prlimit", "--nofile=48:48", "--"],
+        true,
+    );
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    server.wait_stderr("accept failed");
+    let before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2)); // a measurement window
+    let used = server.cpu_ticks() - before;
+    let logged = server.count_stderr("accept failed");
+    println!("out of descriptors for 2 s: {used} clock ticks of CPU, {logged} log lines");
+    // Spinning would be about 200 ticks (2 s at 100 Hz).
+    assert!(used <= 20, "{used} ticks of CPU in 2 s");
+    assert!(logged <= 2, "{logged} accept failures logged");
+
+    drop(held);
+    let out = send(&ws, &server, "key.hex", &["served again"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served again");
+}
+
+/// With the default cap, derived from the descriptor limit, connections
+/// beyond it wait in the backlog: accept never fails.
+#[test]
+fn the_default_connection_cap_fits_the_descriptor_limit() {
+    let ws = Workspace::new("cap");
+    let server = Server::launch(
+        &ws,
+        &["--handshake-timeout", "60"],
+        &["prlimit", "--nofile=100:100", "--"],
+        true,
+    );
+    server.wait_stderr("serving at most 36 connections at once");
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    // An honest client queued behind them is served once they go.
+    let ws_path = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    let sender = std::thread::spawn(move || {
+        let mut args = ws_path;
+        args.push("after the wait".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, "")
+    });
+    drop(held);
+    let out = sender.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "after the wait");
+    assert_eq!(server.count_stderr("accept failed"), 0);
+}
+
+/// SECURITY.md's figure: 100 TLS peers without the key, each declaring an
+/// 8 MiB frame and pushing 8 MiB, against `serve` with its defaults.
+#[test]
+fn a_hundred_anonymous_peers_pushing_8_mib_frames_pin_little_memory() {
+    const PEERS: usize = 100;
+    let ws = Workspace::new("anon");
+    let server = Server::start(&ws, &[]);
+    let addr = server.addr.clone();
+    let stranger = connector(&ws, "other-key.hex");
+    let runtime = runtime();
+    let refused = runtime.block_on(async {
+        let mut peers = tokio::task::JoinSet::new();
+        for _ in 0..PEERS {
+            let (addr, stranger) = (addr.clone(), stranger.clone());
+            peers.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let client = stranger.connect("localhost", tcp).await.unwrap();
+                let mut tls = client.into_inner();
+                let junk = vec![0x55u8; 64 * 1024];
+                let mut pushed = 0;
+                let mut write = async || -> std::io::Result<()> {
+                    tls.write_all(&(8u32 << 20).to_be_bytes()).await?;
+                    while pushed < 8 << 20 {
+                        tls.write_all(&junk).await?;
+                        pushed += junk.len();
+                    }
+                    tls.flush().await
+                };
+                // The server refuses the frame and hangs up: the write fails.
+                write().await.is_err()
+            });
+        }
+        // An honest client is served meanwhile.
+        let honest = tokio::task::spawn_blocking({
+            let args = ws.send_args(&addr, "key.hex", "pki/ca.pem");
+            move || {
+                let mut args = args;
+                args.push("honest".into());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run(&args, "")
+            }
+        });
+        let mut refused = 0;
+        while let Some(done) = peers.join_next().await {
+            refused += usize::from(done.unwrap());
+        }
+        let out = honest.await.unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        refused
+    });
+    assert_eq!(server.next_line(), "honest");
+    let peak_kb = server.proc_status_kb("VmHWM");
+    println!(
+        "{PEERS} anonymous peers declaring 8 MiB: {refused} cut off; serve's peak RSS {} MiB",
+        peak_kb / 1024
+    );
+    assert_eq!(refused, PEERS);
+    assert!(peak_kb < 128 * 1024, "peak RSS {peak_kb} kB");
+}
+
+/// A client that sends but never reads its echoed replies: the reply that
+/// cannot be written within --write-timeout ends that connection, and
+/// other clients are served meanwhile.
+#[test]
+fn an_echo_client_that_does_not_read_is_cut_off_and_others_are_served() {
+    let ws = Workspace::new("noread");
+    let server = Server::start(&ws, &["--echo", "--write-timeout", "1"]);
+    let client = connector(&ws, "key.hex");
+    let addr = server.addr.clone();
+    let runtime = runtime();
+    let greedy = runtime.spawn(async move {
+        use futures::SinkExt;
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut client = client.connect("localhost", tcp).await.unwrap();
+        client.send(bytes::Bytes::from_static(b"hi")).await.unwrap();
+        let big = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+        // Writes until the server stops reading, then is cut off.
+        let mut sent = 1;
+        while client.send(big.clone()).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    server.wait_stderr("the client is not reading; closing the connection");
+    let out = send(&ws, &server, "key.hex", &["meanwhile"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sent = runtime.block_on(greedy).unwrap();
+    println!("the non-reading client got {sent} messages out before it was cut off");
+    let mut lines = Vec::new();
+    while let Ok(line) = server.stdout.recv_timeout(Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    assert!(lines.contains(&"meanwhile".to_owned()));
+    assert!(lines.len() <= sent);
+}
+
+/// Shutdown with a stdout that takes nothing: a second signal exits at
+/// once; with one signal, serve still exits after its grace period. Either
+/// way it says that messages were not written.
+#[test]
+fn a_stalled_stdout_cannot_hold_shutdown_and_a_second_signal_exits_at_once() {
+    let ws = Workspace::new("stall");
+    let big_lines: String = (0..40)
+        .map(|i| format!("{i}:{}\n", "y".repeat(50_000)))
+        .collect();
+    for second_signal in [true, false] {
+        // Nobody reads stdout: the pipe (64 KiB) fills.
+        let mut server = Server::launch(&ws, &[], &[], false);
+        let args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+        let input = big_lines.clone();
+        let sender = std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, &input)
+        });
+        let out = sender.join().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        server.signal("-INT");
+        server.wait_stderr("interrupted: shutting down");
+        if second_signal {
+            server.signal("-INT");
+        }
+        let status = server.wait_exit();
+        assert!(!status.success(), "{status:?}");
+        let expected = if second_signal {
+            "again during shutdown: exiting at once"
+        } else {
+            "stdout took nothing for 5s during shutdown"
+        };
+        assert_eq!(server.count_stderr(expected), 1, "{expected}");
+    }
+}
+
+#[test]
+fn key_files_readable_by_others_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new("perms");
+    let key = ws.path("key.hex");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start(&ws, &[]);
+    let warning = server.wait_stderr("readable by group or others");
+    assert!(warning.contains(key.to_str().unwrap()), "{warning}");
+    assert!(warning.contains("chmod 600"), "{warning}");
+    // The server's private key, written 0600 by gen-certs, is not named.
+    assert_eq!(server.count_stderr("server-key.pem"), 0);
+    let out = send(&ws, &server, "key.hex", &["still works"], "");
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("readable by group or others"));
+    assert_eq!(server.next_line(), "still works");
+}
