@@ -52,10 +52,22 @@ use crate::{HmacFrameCodec, LinkError, tls};
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The client end: sends HMAC-authenticated messages over TLS.
+///
+/// A send that fails part-way (a write timeout set on the link, say) may
+/// have put part of a frame on the wire; writing another frame after it
+/// would misalign the stream, and resending would deliver the message
+/// twice. So the client is then fused: every later send returns the same
+/// error and writes nothing. Make a new connection to go on.
+///
+/// Dropping the client sends TLS `close_notify` (best effort). That write
+/// can block if the server has stopped reading and the link's send buffer
+/// is full; bound it with [`std::net::TcpStream::set_write_timeout`].
 pub struct SecureClient<L: Read + Write> {
-    tls: StreamOwned<ClientConnection, L>,
+    tls: StreamOwned<ClientConnection, NonZeroWrites<L>>,
     codec: HmacFrameCodec,
     write_buf: BytesMut,
+    /// A send failed part-way: the error every later send returns.
+    failed: Option<LinkError>,
 }
 
 impl<L: Read + Write> SecureClient<L> {
@@ -96,9 +108,10 @@ impl<L: Read + Write> SecureClient<L> {
         let config = tls::client_config(root_cert)?;
         let conn = ClientConnection::new(config, server_hostname)?;
         Ok(SecureClient {
-            tls: StreamOwned::new(conn, link),
+            tls: StreamOwned::new(conn, NonZeroWrites(link)),
             codec: HmacFrameCodec::new(hmac_key),
             write_buf: BytesMut::new(),
+            failed: None,
         })
     }
 
@@ -122,19 +135,32 @@ impl<L: Read + Write> SecureClient<L> {
     ///
     /// [`LinkError::Tls`] when the handshake fails (unknown issuer, name
     /// mismatch, ...), [`LinkError::FrameTooLarge`] for a message over the
-    /// maximum frame length, [`LinkError::Io`] / [`LinkError::Truncated`]
-    /// when the link fails.
+    /// maximum frame length (nothing is written; the client stays
+    /// usable), [`LinkError::Io`] / [`LinkError::Truncated`] when the link
+    /// fails (a link whose `write` accepts no bytes is
+    /// [`io::ErrorKind::WriteZero`]). After a failure other than
+    /// `FrameTooLarge`, every later call returns that error again without
+    /// writing (see the type's documentation).
     pub fn try_send_msg(&mut self, data: &[u8]) -> Result<(), LinkError> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.duplicate());
+        }
         self.write_buf.clear();
         self.codec.encode_slice(data, &mut self.write_buf)?;
-        self.tls.write_all(&self.write_buf)?;
-        self.tls.flush()?;
-        Ok(())
+        let sent = self
+            .tls
+            .write_all(&self.write_buf)
+            .and_then(|()| self.tls.flush());
+        sent.map_err(|err| {
+            let err = LinkError::from(err);
+            self.failed = Some(err.duplicate());
+            err
+        })
     }
 
     /// The link and the rustls connection (negotiated version, suite, ...).
     pub fn get_ref(&self) -> (&L, &ClientConnection) {
-        (&self.tls.sock, &self.tls.conn)
+        (&self.tls.sock.0, &self.tls.conn)
     }
 }
 
@@ -151,7 +177,7 @@ impl<L: Read + Write> Drop for SecureClient<L> {
 impl<L: Read + Write + fmt::Debug> fmt::Debug for SecureClient<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureClient")
-            .field("link", &self.tls.sock)
+            .field("link", &self.tls.sock.0)
             .field("codec", &self.codec)
             .finish_non_exhaustive()
     }
@@ -215,7 +241,7 @@ impl std::error::Error for SecureServerError {}
 
 /// The server end: receives HMAC-authenticated messages over TLS.
 pub struct SecureServer<L: Read + Write> {
-    tls: StreamOwned<ServerConnection, L>,
+    tls: StreamOwned<ServerConnection, NonZeroWrites<L>>,
     codec: HmacFrameCodec,
     read_buf: BytesMut,
     /// Plaintext read from TLS before it is appended to `read_buf`;
@@ -263,7 +289,7 @@ impl<L: Read + Write> SecureServer<L> {
     ) -> Result<Self, LinkError> {
         let config = tls::server_config(server_full_chain, server_private_key)?;
         Ok(SecureServer {
-            tls: StreamOwned::new(ServerConnection::new(config)?, link),
+            tls: StreamOwned::new(ServerConnection::new(config)?, NonZeroWrites(link)),
             codec: HmacFrameCodec::new(hmac_key),
             read_buf: BytesMut::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -332,20 +358,53 @@ impl<L: Read + Write> SecureServer<L> {
 
     /// The link and the rustls connection (negotiated version, suite, ...).
     pub fn get_ref(&self) -> (&L, &ServerConnection) {
-        (&self.tls.sock, &self.tls.conn)
+        (&self.tls.sock.0, &self.tls.conn)
     }
 }
 
 /// Queues TLS `close_notify` and writes it out, ignoring failures: the
-/// link is being given up either way, and no read may block here.
+/// link is being given up either way, and no read may block here. A link
+/// that accepts no bytes ends the attempt (never a spin).
 fn write_close_notify<D: SideData>(conn: &mut ConnectionCommon<D>, sock: &mut impl Write) {
     conn.send_close_notify();
     while conn.wants_write() {
-        if conn.write_tls(sock).is_err() {
-            return;
+        match conn.write_tls(sock) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
     let _ = sock.flush();
+}
+
+/// A link whose `write` returning `Ok(0)` for a non-empty buffer is an
+/// [`io::ErrorKind::WriteZero`] error: a link that accepts nothing must
+/// fail a write, not leave rustls (or us) retrying it for ever.
+struct NonZeroWrites<L>(L);
+
+impl<L: Read> Read for NonZeroWrites<L> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<L: Write> Write for NonZeroWrites<L> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf)? {
+            0 if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self.0.write_vectored(bufs)? {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WriteZero.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn repeat(failed: SecureServerError) -> LinkError {
@@ -362,7 +421,7 @@ fn repeat(failed: SecureServerError) -> LinkError {
 impl<L: Read + Write + fmt::Debug> fmt::Debug for SecureServer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureServer")
-            .field("link", &self.tls.sock)
+            .field("link", &self.tls.sock.0)
             .field("codec", &self.codec)
             .field("failed", &self.failed)
             .finish_non_exhaustive()

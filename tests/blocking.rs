@@ -240,3 +240,209 @@ fn async_client_to_blocking_server() {
     assert!(received[1] == big_message());
     assert_eq!(end, SecureServerError::PeerClosed);
 }
+
+/// A link that works until `jam` is set, then answers writes in a chosen
+/// way: `Ok(0)` (a link that accepts nothing), or `budget` more bytes and
+/// then timeout errors (a send that fails part-way on a write timeout),
+/// until the jam is cleared. Counts bytes written.
+struct Jammable {
+    link: TcpStream,
+    jam: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    zero: bool,
+    budget: usize,
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Read for Jammable {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.link, buf)
+    }
+}
+
+impl Write for Jammable {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        let n = if !self.jam.load(Ordering::SeqCst) {
+            self.link.write(buf)?
+        } else if self.zero {
+            return Ok(0);
+        } else if self.budget == 0 {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        } else {
+            let n = self.link.write(&buf[..buf.len().min(self.budget)])?;
+            self.budget -= n;
+            n
+        };
+        self.written.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.link.flush()
+    }
+}
+
+struct Jam {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Jam {
+    fn set(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn clear(&self) {
+        self.flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn written(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn jammable(link: TcpStream, zero: bool, budget: usize) -> (Jammable, Jam) {
+    let jam = Jam {
+        flag: Default::default(),
+        written: Default::default(),
+    };
+    let link = Jammable {
+        link,
+        jam: jam.flag.clone(),
+        zero,
+        budget,
+        written: jam.written.clone(),
+    };
+    (link, jam)
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish within
+/// 20 s (the failure mode of these defects is a spin or a hang).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not finish: a spin or a hang"))
+}
+
+#[test]
+fn a_link_that_accepts_no_bytes_is_write_zero_in_sends_and_drop_never_spins() {
+    let pki = pki();
+    let (client_link, server_link) = tcp_pair();
+    let (link, jam) = jammable(client_link, true, 0);
+    let mut client = SecureClient::new(link, KEY, &pki.ca_pem, localhost());
+    let mut server = SecureServer::new(server_link, KEY, &pki.key_pem, &pki.chain_pem);
+    let reader = thread::spawn(move || server.recv_message());
+    client.try_send_msg(b"through").unwrap();
+    assert_eq!(reader.join().unwrap(), Ok(b"through".to_vec()));
+
+    jam.set();
+    let (err, client) = within("a send over a link that takes nothing", move || {
+        let err = client.try_send_msg(b"stuck").unwrap_err();
+        (err, client)
+    });
+    assert!(
+        matches!(&err, LinkError::Io(io) if io.kind() == std::io::ErrorKind::WriteZero),
+        "{err:?}"
+    );
+    within("dropping the client", move || drop(client));
+}
+
+#[test]
+fn a_server_answering_close_notify_over_a_link_that_takes_nothing_returns() {
+    let pki = pki();
+    let (client_link, server_link) = tcp_pair();
+    let (link, jam) = jammable(server_link, true, 0);
+    let mut client = SecureClient::new(client_link, KEY, &pki.ca_pem, localhost());
+    let mut server = SecureServer::new(link, KEY, &pki.key_pem, &pki.chain_pem);
+    let sender = thread::spawn(move || {
+        client.send_msg(b"one".to_vec());
+        client // dropped below: close_notify
+    });
+    assert_eq!(server.recv_message(), Ok(b"one".to_vec()));
+    jam.set();
+    drop(sender.join().unwrap());
+    let end = within("answering close_notify", move || server.recv_message());
+    assert_eq!(end, Err(SecureServerError::PeerClosed));
+}
+
+/// A send that fails part-way leaves half a frame on the wire: a retry
+/// would write a second frame after it, misaligned, or deliver the first
+/// twice. The client is fused instead: later sends fail without writing.
+#[test]
+fn a_send_that_failed_part_way_fuses_the_client() {
+    let pki = pki();
+    let (client_link, server_link) = tcp_pair();
+    let (link, jam) = jammable(client_link, false, 1000);
+    let mut client = SecureClient::new(link, KEY, &pki.ca_pem, localhost());
+    let mut server = SecureServer::new(server_link, KEY, &pki.key_pem, &pki.chain_pem);
+    let reader = thread::spawn(move || (server.recv_message(), server));
+    client.try_send_msg(b"first").unwrap();
+    let (first, _server) = reader.join().unwrap(); // kept open, not read
+    assert_eq!(first, Ok(b"first".to_vec()));
+
+    jam.set(); // 1,000 more bytes, then write timeouts
+    let err = client.try_send_msg(&[7; 100_000]).unwrap_err();
+    assert!(
+        matches!(&err, LinkError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut),
+        "{err:?}"
+    );
+    // The link recovers (the timeout was transient): a retry must still
+    // not write, since the failed frame may or may not have gone out.
+    jam.clear();
+    let written = jam.written();
+    for _ in 0..2 {
+        let again = client.try_send_msg(b"retry").unwrap_err();
+        assert!(
+            matches!(&again, LinkError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut),
+            "{again:?}"
+        );
+    }
+    assert_eq!(jam.written(), written, "a fused client wrote again");
+    // Too large a message is refused before anything is written, and does
+    // not fuse a healthy client (tested in the next test).
+}
+
+#[test]
+fn frames_at_exactly_the_maximum_arrive_and_one_byte_over_is_refused_at_both_ends() {
+    use secure_link::DEFAULT_MAX_FRAME_LEN;
+    let pki = pki();
+    let (mut client, mut server, _log) = lab_pair(&pki, KEY, KEY);
+    let sender = thread::spawn(move || {
+        let over = client.try_send_msg(&vec![1; DEFAULT_MAX_FRAME_LEN + 1]);
+        assert!(
+            matches!(over, Err(LinkError::FrameTooLarge { len, max }) if len == max + 1),
+            "{over:?}"
+        );
+        // Nothing was written and the client is not fused: the next send works.
+        client
+            .try_send_msg(&vec![2; DEFAULT_MAX_FRAME_LEN])
+            .unwrap();
+        client
+    });
+    let at_max = server.recv_message().unwrap();
+    assert_eq!(at_max.len(), DEFAULT_MAX_FRAME_LEN);
+    assert!(at_max.iter().all(|&b| b == 2));
+    drop(sender.join().unwrap());
+    assert_eq!(server.recv_message(), Err(SecureServerError::PeerClosed));
+
+    // One byte over from a peer that does not check: refused on arrival.
+    let (client_link, server_link) = tcp_pair();
+    let mut server = SecureServer::new(server_link, KEY, &pki.key_pem, &pki.chain_pem);
+    let sender = thread::spawn(move || {
+        let config = secure_link::tls::client_config(&pki.ca_pem).unwrap();
+        let conn = secure_link::rustls::ClientConnection::new(config, localhost()).unwrap();
+        let mut tls = secure_link::rustls::StreamOwned::new(conn, client_link);
+        let _ = tls.write_all(&((DEFAULT_MAX_FRAME_LEN + 1) as u32).to_be_bytes());
+        let _ = tls.flush();
+        tls
+    });
+    let err = server.try_recv_message().unwrap_err();
+    assert!(
+        matches!(err, LinkError::FrameTooLarge { len, max } if len == max + 1),
+        "{err:?}"
+    );
+    drop(sender.join().unwrap());
+}
