@@ -237,14 +237,14 @@ fn a_hundred_anonymous_peers_pushing_8_mib_frames_pin_little_memory() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         refused
     });
-    assert_eq!(server.next_line(), "honest");
     let peak_kb = server.proc_status_kb("VmHWM");
+    assert_eq!(server.next_line(), "honest");
     println!(
         "{PEERS} anonymous peers declaring 8 MiB: {refused} cut off; serve's peak RSS {} MiB",
         peak_kb / 1024
     );
-    assert_eq!(refused, PEERS);
     assert!(peak_kb < 128 * 1024, "peak RSS {peak_kb} kB");
+    assert_eq!(refused, PEERS);
 }
 
 /// A client that sends but never reads its echoed replies: the reply that
