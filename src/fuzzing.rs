@@ -1,94 +1,176 @@
-//! Harness for fuzzing the frame decoder (`fuzz/` calls it; so can tests).
-//! Not part of the stable API.
+//! Harness for fuzzing the frame decoder (`fuzz/` calls it; so do tests,
+//! including a replay of the committed seeds). Not part of the stable API.
+//!
+//! The harness judges the decoder against an independent reading of the
+//! same bytes: a plain loop over the frame layout with the `hmac` crate
+//! computing each tag, written without any of the codec's code. Every
+//! frame the decoder returns must be exactly the next frame of that
+//! reading and carry a tag that verifies, so a decoder that skipped or
+//! weakened the tag check, lost a frame, or returned one twice fails.
 
 use bytes::{Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{HmacFrameCodec, TAG_LEN};
+use crate::{HmacFrameCodec, LinkError, TAG_LEN};
 
 /// The key the harness signs and verifies with.
 const KEY: &[u8] = b"fuzz key";
 
-/// Most the decoder may reserve beyond what it was given (see the codec's
-/// contract): twice the bytes held plus the 256 KiB step, plus slack for
-/// the allocator's rounding.
-fn capacity_bound(held: usize) -> usize {
-    2 * (held + 256 * 1024) + 64
+/// How the decoder must end on some input, according to the reference.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    /// Every byte was whole frames: a clean end.
+    Clean,
+    /// Bytes of an incomplete frame were left: truncated at end of input.
+    Truncated,
+    /// A frame declared more than the maximum.
+    TooLarge,
+    /// A frame's tag does not verify.
+    InvalidTag,
 }
 
-/// Feeds `input` to an [`HmacFrameCodec`] and checks its contract; panics
-/// (which the fuzzer reports) on any violation.
+/// Reads `wire` frame by frame from its definition: the payloads of the
+/// frames the decoder must return, in order, and how it must end. The
+/// first frame may be held to `first_max`.
+fn reference(wire: &[u8], max: usize, first_max: usize) -> (Vec<&[u8]>, Ending) {
+    let mut frames = Vec::new();
+    let mut rest = wire;
+    loop {
+        let max = if frames.is_empty() { first_max } else { max };
+        if rest.is_empty() {
+            return (frames, Ending::Clean);
+        }
+        let Some((head, after)) = rest.split_first_chunk::<4>() else {
+            return (frames, Ending::Truncated);
+        };
+        let len = u32::from_be_bytes(*head) as usize;
+        if len > max {
+            return (frames, Ending::TooLarge);
+        }
+        if after.len() < len + TAG_LEN {
+            return (frames, Ending::Truncated);
+        }
+        let (payload, after) = after.split_at(len);
+        let (tag, after) = after.split_at(TAG_LEN);
+        let mut mac = match Hmac::<Sha256>::new_from_slice(KEY) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(payload);
+        if mac.verify_slice(tag).is_err() {
+            return (frames, Ending::InvalidTag);
+        }
+        frames.push(payload);
+        rest = after;
+    }
+}
+
+/// Most the read buffer may hold in capacity (see the codec's contract):
+/// it grows to at most twice the bytes it holds plus the 256 KiB step, and
+/// does not shrink, so twice the most it has held, plus the step and
+/// slack.
+fn capacity_bound(most_held: usize) -> usize {
+    2 * most_held + 256 * 1024 + 64
+}
+
+/// Feeds `input` to an [`HmacFrameCodec`] and checks it against the
+/// reference reading; panics (which the fuzzer reports) on any difference.
 ///
-/// Byte 0 selects the maximum frame length (`byte * 97`), byte 1 the read
+/// Byte 0 selects the maximum frame length (`byte² * 9`: 0 to 585,225
+/// bytes, past the decoder's 256 KiB reservation step), byte 1 the read
 /// chunk size: 1 to 192 bytes for values below 192, else a multiple of 64
 /// up to 4,096 (large reads put two whole frames in the buffer, which the
-/// decoder verifies as a pair). If byte 2 is odd, the rest is first split into
-/// payloads (at `0xff` bytes) that are encoded as valid frames, followed by
-/// the same bytes raw: the valid frames must decode exactly. Otherwise the
-/// rest is fed raw. Raw input must never panic, never yield a payload over
-/// the maximum, and never make the decoder reserve more than the bound.
+/// decoder verifies as a pair). Reads go into the buffer's spare capacity
+/// after `reserve(1)`, as `Framed` does, so the buffer grows only as the
+/// decoder (or that one byte) asks. If byte 2 is odd, the rest is first split
+/// into payloads (at `0xff` bytes) that are encoded as valid frames,
+/// followed by the same bytes raw. Otherwise the rest is fed raw. If bit 1
+/// of byte 2 is set, the first frame is limited to half the maximum
+/// (`with_max_first_frame_len`).
+///
+/// The decoder must return exactly the frames of the reference reading,
+/// end as it does (clean end, `Truncated`, `FrameTooLarge`, `InvalidHmac`),
+/// never panic, and keep its buffer within the bound.
 pub fn check_decoder(input: &[u8]) {
     let [max_sel, chunk_sel, mode, rest @ ..] = input else {
         return;
     };
-    let max = usize::from(*max_sel) * 97;
+    let max = usize::from(*max_sel).pow(2) * 9;
     let chunk = match usize::from(*chunk_sel) {
         sel @ 0..192 => sel + 1,
         sel => (sel - 191) * 64,
     };
-    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
+    let first_max = if mode & 2 != 0 { max / 2 } else { max };
+    let mut codec = HmacFrameCodec::new(KEY)
+        .with_max_frame_len(max)
+        .with_max_first_frame_len(first_max);
 
     let mut wire = BytesMut::new();
-    let mut expected = Vec::new();
     if mode % 2 == 1 {
-        let mut encoder = codec.clone();
+        let mut encoder = HmacFrameCodec::new(KEY).with_max_frame_len(max);
         for payload in rest.split(|&b| b == 0xff) {
-            if encoder
-                .encode(Bytes::copy_from_slice(payload), &mut wire)
-                .is_ok()
-            {
-                expected.push(payload);
-            }
+            // Payloads over the maximum are refused and write nothing.
+            let _ = encoder.encode(Bytes::copy_from_slice(payload), &mut wire);
         }
     }
-    let valid_len = wire.len();
     wire.extend_from_slice(rest);
+    let (expected, ending) = reference(&wire, max, first_max);
 
     let mut buf = BytesMut::new();
-    let mut decoded = Vec::new();
+    let mut decoded: Vec<Bytes> = Vec::new();
+    let mut outcome = None;
+    let mut most_held = 0;
     let mut fed = 0;
-    for piece in wire.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        fed += piece.len();
+    'feed: while fed < wire.len() {
+        // As `Framed` reads: room for one byte at least, then what fits.
+        buf.reserve(1);
+        let n = chunk.min(wire.len() - fed).min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&wire[fed..fed + n]);
+        fed += n;
+        most_held = most_held.max(buf.len());
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    assert!(frame.len() <= max, "frame over the maximum");
-                    decoded.push(frame);
-                }
+                Ok(Some(frame)) => decoded.push(frame),
                 Ok(None) => break,
-                Err(_) => {
-                    assert!(fed > valid_len, "valid frames failed to decode");
-                    check_prefix(&decoded, &expected);
-                    return;
+                Err(err) => {
+                    outcome = Some(err);
+                    break 'feed;
                 }
             }
         }
         assert!(
-            buf.capacity() <= capacity_bound(buf.len() + TAG_LEN + max.min(256 * 1024)),
-            "decoder reserved {} bytes holding {}",
+            buf.capacity() <= capacity_bound(most_held),
+            "decoder reserved {} bytes, having held {most_held} at most",
             buf.capacity(),
-            buf.len()
         );
     }
-    let _ = codec.decode_eof(&mut buf);
-    check_prefix(&decoded, &expected);
-}
-
-fn check_prefix(decoded: &[Bytes], expected: &[&[u8]]) {
-    for (got, want) in decoded.iter().zip(expected) {
-        assert_eq!(&got[..], *want, "a valid frame decoded differently");
+    if outcome.is_none() {
+        loop {
+            match codec.decode_eof(&mut buf) {
+                Ok(Some(frame)) => decoded.push(frame),
+                Ok(None) => break,
+                Err(err) => {
+                    outcome = Some(err);
+                    break;
+                }
+            }
+        }
     }
-    // Every valid frame decodes, even when raw bytes follow.
-    assert!(decoded.len() >= expected.len(), "valid frames were lost");
+
+    assert_eq!(decoded.len(), expected.len(), "frames decoded ({ending:?})");
+    for (got, want) in decoded.iter().zip(&expected) {
+        assert_eq!(&got[..], *want, "a frame decoded differently");
+    }
+    match (ending, &outcome) {
+        (Ending::Clean, None)
+        | (Ending::Truncated, Some(LinkError::Truncated))
+        | (Ending::InvalidTag, Some(LinkError::InvalidHmac)) => {}
+        (Ending::TooLarge, Some(LinkError::FrameTooLarge { max: limit, .. })) => {
+            let applies = if decoded.is_empty() { first_max } else { max };
+            assert_eq!(*limit, applies as u64, "FrameTooLarge names another limit");
+        }
+        (ending, outcome) => panic!("expected {ending:?}, decoder ended with {outcome:?}"),
+    }
 }

@@ -555,48 +555,161 @@ proptest! {
         prop_assert_eq!(decoded, payloads);
     }
 
+    /// Length prefixes drawn around the limit (0 to max + 64), so bodies,
+    /// tags and reservations run and not just the length check; tags valid
+    /// or not. Each frame decodes, or the stream ends with the error that
+    /// names it, at any chunking; the buffer stays within its bound.
     #[test]
-    fn arbitrary_bytes_never_panic_or_overreserve(
-        bytes in prop::collection::vec(any::<u8>(), 0..2048),
-        chunks in prop::collection::vec(1usize..128, 1..8),
+    fn lengths_around_the_limit_decode_or_fail_with_the_right_error(
+        frames in prop::collection::vec((0usize..=512 + 64, any::<u8>(), any::<bool>()), 1..6),
+        chunks in prop::collection::vec(1usize..700, 1..8),
     ) {
         let max = 512;
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        let mut ending = None;
+        for (len, fill, valid) in frames {
+            if len > max {
+                wire.extend_from_slice(&(len as u32).to_be_bytes());
+                wire.extend_from_slice(&vec![fill; len.min(100)]);
+                ending.get_or_insert(LinkError::FrameTooLarge { len: len as u64, max: max as u64 });
+                continue;
+            }
+            let mut frame = reference_frame(KEY, &vec![fill; len]);
+            if !valid {
+                let last = frame.len() - 1;
+                frame[last] ^= 1;
+                ending.get_or_insert(LinkError::InvalidHmac);
+            } else if ending.is_none() {
+                expected.push(Bytes::from(vec![fill; len]));
+            }
+            wire.extend_from_slice(&frame);
+        }
+
         let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
         let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
         let mut sizes = chunks.iter().copied().cycle();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
+        let mut rest = &wire[..];
+        let mut most_held = 0;
+        let mut outcome = None;
+        'feed: while !rest.is_empty() {
             let n = sizes.next().unwrap_or(1).min(rest.len());
             buf.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => prop_assert!(frame.len() <= max),
-                Ok(None) => prop_assert!(buf.capacity() <= 2 * (bytes.len() + max + TAG_LEN) + 64),
-                Err(_) => return Ok(()),
+            most_held = most_held.max(buf.len());
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(frame)) => decoded.push(frame),
+                    Ok(None) => break,
+                    Err(err) => {
+                        outcome = Some(err);
+                        break 'feed;
+                    }
+                }
             }
+            prop_assert!(buf.capacity() <= 2 * most_held + 256 * 1024 + 64);
         }
-        let _ = codec.decode_eof(&mut buf);
+        if outcome.is_none() {
+            outcome = codec.decode_eof(&mut buf).err();
+        }
+        prop_assert_eq!(decoded, expected);
+        match (ending, outcome) {
+            (None, None) => {}
+            (Some(LinkError::InvalidHmac), Some(LinkError::InvalidHmac)) => {}
+            (Some(LinkError::FrameTooLarge { len, max }), Some(LinkError::FrameTooLarge { len: got, max: got_max })) => {
+                prop_assert_eq!((len, max), (got, got_max));
+            }
+            (want, got) => prop_assert!(false, "expected {:?}, got {:?}", want, got),
+        }
     }
 }
 
+/// A frame in the fuzz harness's key, possibly damaged: 0 valid, 1 a
+/// flipped tag bit, 2 a flipped payload bit (if any), 3 a length prefix
+/// `delta` over `max`, 4 cut short by one byte.
+fn harness_frame(payload: &[u8], damage: u8, max: usize, delta: usize) -> Vec<u8> {
+    let mut frame = reference_frame(b"fuzz key", payload);
+    match damage {
+        1 => *frame.last_mut().unwrap() ^= 1,
+        2 if !payload.is_empty() => frame[LENGTH_LEN] ^= 0x80,
+        3 => frame[..LENGTH_LEN].copy_from_slice(&((max + delta) as u32).to_be_bytes()),
+        4 => {
+            frame.pop();
+        }
+        _ => {}
+    }
+    frame
+}
+
 proptest! {
-    /// The fuzz harness (fuzz/) run on proptest inputs, so its checks run in
-    /// every CI build too.
+    /// The fuzz harness (fuzz/) on random bytes, so its checks run in every
+    /// CI build too.
     #[test]
     fn fuzz_harness_holds_on_random_inputs(input in prop::collection::vec(any::<u8>(), 0..4096)) {
+        secure_link::fuzzing::check_decoder(&input);
+    }
+
+    /// ... and on raw input made of frames, valid and damaged, whose
+    /// lengths fall around the maximum: random bytes alone almost never
+    /// form a whole frame, so they could not notice a decoder that skips
+    /// the tag check.
+    #[test]
+    fn fuzz_harness_holds_on_valid_and_damaged_frames(
+        max_sel in 1u8..=40,
+        chunk_sel in any::<u8>(),
+        first_limit in any::<bool>(),
+        frames in prop::collection::vec((0usize..=64, any::<u8>(), 0u8..=6, 1usize..=64), 1..6),
+    ) {
+        let max = usize::from(max_sel).pow(2) * 9;
+        let mut input = vec![max_sel, chunk_sel, if first_limit { 2 } else { 0 }];
+        for (over_by, fill, damage, delta) in frames {
+            // Lengths from max - 64 to max (0 when max is small).
+            let len = max.saturating_sub(over_by);
+            let payload = vec![fill; len];
+            input.extend_from_slice(&harness_frame(&payload, damage, max, delta));
+        }
+        secure_link::fuzzing::check_decoder(&input);
+    }
+}
+
+/// The fuzzer's committed seeds (fuzz/seeds/decode), replayed in every
+/// test run.
+#[test]
+fn committed_fuzz_seeds_replay() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        secure_link::fuzzing::check_decoder(&input);
+        replayed += 1;
+    }
+    assert!(replayed >= 6, "only {replayed} seeds in {}", dir.display());
+}
+
+/// Frames larger than the decoder's 256 KiB reservation step, with a
+/// first-frame limit, in small and large reads.
+#[test]
+fn fuzz_harness_covers_frames_past_the_reservation_step() {
+    for chunk_sel in [0x05, 0xff] {
+        // max 255² * 9 = 585,225; first frame limited to half of it.
+        let mut input = vec![0xff, chunk_sel, 0x03];
+        input.extend_from_slice(&[b'a'; 290_000]);
+        input.push(0xff);
+        input.extend_from_slice(&[b'b'; 400_000]);
         secure_link::fuzzing::check_decoder(&input);
     }
 }
 
 #[test]
 fn fuzz_harness_decodes_valid_frames_exactly() {
-    // max 97 * 10, chunks of 3, valid-frames mode, payloads "abc", "", "de".
+    // max 10² * 9, chunks of 3, valid-frames mode, payloads "abc", "", "de".
     secure_link::fuzzing::check_decoder(b"\x0a\x02\x01abc\xff\xffde");
 }
 
 #[test]
 fn fuzz_harness_decodes_frames_verified_as_a_pair_exactly() {
-    // max 97 * 32, reads of 4,096 bytes, valid-frames mode, payloads of
+    // max 32² * 9, reads of 4,096 bytes, valid-frames mode, payloads of
     // 600 and 700 bytes: both frames arrive in one read.
     let mut input = vec![0x20, 0xff, 0x01];
     input.extend_from_slice(&[b'a'; 600]);
