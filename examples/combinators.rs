@@ -45,6 +45,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let ((), count) = tokio::try_join!(sending, counting)?;
     println!("1. send_all delivered {count} messages");
+    check(count == 10_000, "send_all delivered every message")?;
 
     // 2. split: requests in one task, replies in another.
     let accepted = accept_one(&listener, &acceptor);
@@ -61,10 +62,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for word in ["alpha", "beta", "gamma"] {
         requests.send(Bytes::from(word)).await?;
     }
+    let mut replies = Vec::new();
     for reply in reader.await? {
-        println!("2. reply {:?}", String::from_utf8_lossy(&reply?));
+        let reply = reply?;
+        println!("2. reply {:?}", String::from_utf8_lossy(&reply));
+        replies.push(reply);
     }
-    requests.close().await?;
+    check(
+        replies == ["ALPHA", "BETA", "GAMMA"],
+        "each request got its reply, in order",
+    )?;
+    requests.close().await?; // Ok: the server confirmed the end
     echo.await??;
 
     // 3. select: two links, one stream.
@@ -76,7 +84,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         client.close().await
     };
-    let merged = stream::select(server_a.map(|m| ("a", m)), server_b.map(|m| ("b", m)));
+    // Each server's stream ends at its client's close_notify; `close()`
+    // then answers it, which is what lets the clients' `close()` succeed.
+    let ended = |server: secure_link::SecureServer<TcpStream>, link: &'static str| {
+        stream::unfold(Some(server), move |server| async move {
+            let mut server = server?;
+            match server.next().await {
+                Some(message) => Some(((link, message), Some(server))),
+                None => {
+                    let _ = server.close().await;
+                    None
+                }
+            }
+        })
+    };
+    let merged = stream::select(ended(server_a, "a"), ended(server_b, "b"));
     let (ra, rb, received) = tokio::join!(
         talk(a, "client A"),
         talk(b, "client B"),
@@ -84,10 +106,25 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     ra?;
     rb?;
+    let mut per_link = [0; 2];
     for (link, message) in received {
         println!("3. link {link}: {:?}", String::from_utf8_lossy(&message?));
+        per_link[usize::from(link == "b")] += 1;
     }
+    check(
+        per_link == [3, 3],
+        "both links delivered their three messages",
+    )?;
     Ok(())
+}
+
+/// Fails the example (non-zero exit) when what it shows did not happen.
+fn check(held: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if held {
+        Ok(())
+    } else {
+        Err(format!("check failed: {what}").into())
+    }
 }
 
 async fn accept_one(
