@@ -88,3 +88,53 @@ async fn python_openssl_client_interoperates_and_sees_a_clean_shutdown() {
     assert_eq!(received, ["hello from OpenSSL", "", "ünïcode"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const TLS12_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+try:
+    ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    print("handshake succeeded")
+except ssl.SSLError as err:
+    print("refused:", err.reason)
+"#;
+
+/// The server speaks TLS 1.3 only: a client capped at TLS 1.2 (OpenSSL,
+/// through Python) fails the handshake, at both ends.
+#[tokio::test]
+async fn a_tls12_client_is_refused() {
+    let pki = pki();
+    let dir = std::env::temp_dir().join(format!("secure-link-tls12-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(|_| ())
+    });
+    let client = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", TLS12_CLIENT, &port.to_string(), ca.to_str().unwrap()])
+            .output()
+            .expect("python3 is needed for this test")
+    });
+    let out = client.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("refused:"), "{stdout}");
+    let verdict = server.await.unwrap();
+    assert!(
+        matches!(
+            verdict,
+            Err(secure_link::LinkError::Tls(
+                secure_link::rustls::Error::PeerIncompatible(_)
+            ))
+        ),
+        "{verdict:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -717,4 +718,129 @@ async fn batched_large_messages_arrive_in_order_in_both_directions_and_modes() {
         assert_eq!(echo.await.unwrap(), messages, "{mode:?}: server received");
         assert_eq!(replies, messages, "{mode:?}: client received");
     }
+}
+
+/// A `send` cancelled while its flush waits (say in `select!`), then the
+/// link used on: the message went out exactly once, and in the
+/// session-bound format the counters on both ends still agree.
+#[tokio::test]
+async fn a_send_cancelled_mid_write_and_resumed_keeps_the_link_aligned() {
+    for mode in [AuthMode::Lab, AuthMode::SessionBound] {
+        let (connector, acceptor) = endpoints(KEY);
+        let (connector, acceptor) = (
+            connector.with_auth_mode(mode),
+            acceptor.with_auth_mode(mode),
+        );
+        // A 4 KiB pipe: a 200 KiB message cannot be flushed until the
+        // server reads.
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let (client, server) = tokio::join!(
+            connector.connect("localhost", client_io),
+            acceptor.accept(server_io)
+        );
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        let big = Bytes::from(vec![9u8; 200 * 1024]);
+        {
+            let mut sending = client.send(big.clone());
+            futures::future::poll_fn(|cx| {
+                let polled = std::pin::Pin::new(&mut sending).poll(cx);
+                assert!(polled.is_pending(), "{mode:?}: the send did not block");
+                std::task::Poll::Ready(())
+            })
+            .await;
+        } // cancelled
+        let reader = tokio::spawn(async move {
+            let (received, end) = drain(&mut server).await;
+            assert!(end.is_none(), "{end:?}");
+            server.close().await.unwrap();
+            received
+        });
+        client.send("after".into()).await.unwrap();
+        client.close().await.unwrap();
+        let received = reader.await.unwrap();
+        assert_eq!(received, vec![big, Bytes::from("after")], "{mode:?}");
+    }
+}
+
+/// Split halves at both ends moving bulk in both directions at once: 16 MiB
+/// each way in 64 KiB messages, over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_move_bulk_both_ways_at_once() {
+    const MESSAGES: usize = 256;
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_tcp),
+        acceptor.accept(server_tcp)
+    );
+    let (mut client_tx, mut client_rx) = client.unwrap().split();
+    let (mut server_tx, mut server_rx) = server.unwrap().split();
+    let payload = |side: u8, i: usize| Bytes::from(vec![side ^ i as u8; 64 * 1024]);
+    let client_writer = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            client_tx.feed(payload(1, i)).await.unwrap();
+        }
+        client_tx.flush().await.unwrap();
+        client_tx
+    });
+    let server_writer = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            server_tx.feed(payload(2, i)).await.unwrap();
+        }
+        server_tx.flush().await.unwrap();
+        server_tx
+    });
+    let server_reader = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            assert_eq!(server_rx.next().await.unwrap().unwrap(), payload(1, i));
+        }
+        server_rx
+    });
+    for i in 0..MESSAGES {
+        assert_eq!(client_rx.next().await.unwrap().unwrap(), payload(2, i));
+    }
+    let mut client_tx = tokio::time::timeout(Duration::from_secs(60), client_writer)
+        .await
+        .expect("client writer stuck")
+        .unwrap();
+    let mut server_tx = server_writer.await.unwrap();
+    let mut server_rx = server_reader.await.unwrap();
+    // A clean end both ways.
+    let (closed, end) = tokio::join!(client_tx.close(), async {
+        let end = server_rx.next().await;
+        server_tx.close().await.unwrap();
+        end
+    });
+    closed.unwrap();
+    assert!(end.is_none(), "{end:?}");
+    assert!(client_rx.next().await.is_none());
+}
+
+/// The client's host resets the connection (SO_LINGER 0): the server's
+/// stream ends with an error, and its `close()` returns promptly with one.
+#[tokio::test]
+async fn server_close_after_the_client_reset_the_connection_returns_an_error() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_tcp, server_tcp) = tcp_pair().await;
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_tcp),
+        acceptor.accept(server_tcp)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    client.send("before the reset".into()).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "before the reset");
+    let tcp = client.into_inner().into_inner().0;
+    tcp.set_zero_linger().unwrap();
+    drop(tcp); // RST
+    let (received, end) = drain(&mut server).await;
+    assert!(received.is_empty());
+    assert!(
+        matches!(end, Some(LinkError::Truncated | LinkError::Io(_))),
+        "{end:?}"
+    );
+    // Writing close_notify to a reset connection fails at once.
+    let closed = tokio::time::timeout(Duration::from_secs(10), server.close())
+        .await
+        .expect("server close() hung");
+    assert!(matches!(closed, Err(LinkError::Io(_))), "{closed:?}");
 }

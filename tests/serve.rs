@@ -107,7 +107,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[test]
 fn serve_exits_non_zero_when_its_stdout_goes_away() {
     let ws = Workspace::new("epipe");
-    let mut server = Server::launch(&ws, &[], &[], false);
+    let mut server = Server::launch(&ws, &[], &[], false, "info");
     let mut stdout = BufReader::new(server.raw_stdout.take().unwrap());
     let out = send(&ws, &server, "key.hex", &["first"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -136,6 +136,7 @@ fn accept_failures_back_off_and_serving_resumes_when_descriptors_free_up() {
         &["--max-connections", "1000", "--handshake-timeout", "60"],
         &["prlimit", "--nofile=48:48", "--"],
         true,
+        "info",
     );
     let held: Vec<TcpStream> = (0..80)
         .map(|_| TcpStream::connect(&server.addr).unwrap())
@@ -166,6 +167,7 @@ fn the_default_connection_cap_fits_the_descriptor_limit() {
         &["--handshake-timeout", "60"],
         &["prlimit", "--nofile=100:100", "--"],
         true,
+        "info",
     );
     server.wait_stderr("serving at most 36 connections at once");
     let held: Vec<TcpStream> = (0..80)
@@ -294,7 +296,7 @@ fn a_stalled_stdout_cannot_hold_shutdown_and_a_second_signal_exits_at_once() {
         .collect();
     for second_signal in [true, false] {
         // Nobody reads stdout: the pipe (64 KiB) fills.
-        let mut server = Server::launch(&ws, &[], &[], false);
+        let mut server = Server::launch(&ws, &[], &[], false, "info");
         let args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
         let input = big_lines.clone();
         let sender = std::thread::spawn(move || {
@@ -335,4 +337,46 @@ fn key_files_readable_by_others_are_warned_about() {
     assert!(out.status.success());
     assert!(text(&out.stderr).contains("readable by group or others"));
     assert_eq!(server.next_line(), "still works");
+}
+
+/// The HMAC key is a secret: at the most verbose log level, neither `serve`
+/// nor `send` prints its hex (or its bytes) anywhere.
+#[test]
+fn the_hmac_key_never_appears_in_serve_or_send_output() {
+    let ws = Workspace::new("secret");
+    let key_hex = std::fs::read_to_string(ws.path("key.hex")).unwrap();
+    let key_hex = key_hex.trim().to_owned();
+    let mut server = Server::launch(&ws, &["--echo"], &[], true, "trace");
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.push("a message".into());
+    let out = std::process::Command::new(bin())
+        .args(&args)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "a message");
+    server.wait_stderr("closed cleanly after 1 messages");
+    server.signal("-TERM");
+    server.wait_exit();
+    let serve_stderr = server.stderr.lock().unwrap().join("\n")
+        + &server
+            .stderr_lines
+            .try_iter()
+            .collect::<Vec<_>>()
+            .join("\n");
+    let send_output = text(&out.stdout) + &text(&out.stderr);
+    assert!(serve_stderr.contains("closed cleanly"), "{serve_stderr}");
+    for (name, output) in [("serve", serve_stderr), ("send", send_output)] {
+        for needle in [
+            key_hex.to_lowercase(),
+            key_hex.to_uppercase(),
+            key_hex[..16].to_lowercase(),
+        ] {
+            assert!(
+                !output.contains(&needle),
+                "{name} printed the key: {output}"
+            );
+        }
+    }
 }

@@ -115,13 +115,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(ws: &Workspace, extra: &[&str]) -> Self {
-        Self::launch(ws, extra, &[], true)
+        Self::launch(ws, extra, &[], true, "info")
     }
 
     /// `serve` with `extra` arguments, run through `wrapper` (say
-    /// `prlimit --nofile=...`) if not empty. With `read_stdout` false,
-    /// stdout is left in `raw_stdout` for the test to read, or not.
-    pub fn launch(ws: &Workspace, extra: &[&str], wrapper: &[&str], read_stdout: bool) -> Self {
+    /// `prlimit --nofile=...`) if not empty, logging at `log` (`RUST_LOG`).
+    /// With `read_stdout` false, stdout is left in `raw_stdout` for the
+    /// test to read, or not.
+    pub fn launch(
+        ws: &Workspace,
+        extra: &[&str],
+        wrapper: &[&str],
+        read_stdout: bool,
+        log: &str,
+    ) -> Self {
         let mut args = vec![
             "serve".to_owned(),
             "--listen".into(),
@@ -144,7 +151,7 @@ impl Server {
         };
         let mut child = command
             .args(&args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
