@@ -88,8 +88,19 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// alone can make a receiver allocate.
 const MAX_RESERVE_AHEAD: usize = 256 * 1024;
 
-/// The largest payload the format can describe.
-const FORMAT_MAX_FRAME_LEN: usize = u32::MAX as usize;
+/// The largest payload the format can describe (`u32::MAX`), or on a
+/// target whose `usize` is 32 bits, the largest for which two whole frames
+/// (payloads, prefixes and tags) still have a length that fits a `usize`.
+/// With every limit capped to this, the sums below cannot overflow; they
+/// are checked anyway.
+const FORMAT_MAX_FRAME_LEN: usize = {
+    let overhead = 2 * (LENGTH_LEN + TAG_LEN);
+    if (u32::MAX as u64) < (usize::MAX - overhead) as u64 {
+        u32::MAX as usize
+    } else {
+        usize::MAX - overhead
+    }
+};
 
 /// A tokio-util codec for `length | payload | HMAC-SHA256(key, payload)`
 /// frames; see the [module documentation](self) for the format and the
@@ -374,21 +385,23 @@ impl HmacFrameCodec {
         if payload_len < PAIR_MIN_LEN {
             return PairCheck::NoPair;
         }
-        let first_end = payload_len + TAG_LEN;
+        let Some(first_end) = payload_len.checked_add(TAG_LEN) else {
+            return PairCheck::NoPair;
+        };
         let Some(second) = src.get(first_end..) else {
             return PairCheck::NoPair;
         };
         let Some(second_len) = declared_len(second) else {
             return PairCheck::NoPair;
         };
-        if second_len < PAIR_MIN_LEN
-            || second_len > self.max_frame_len
-            || second.len() < LENGTH_LEN + second_len + TAG_LEN
-        {
+        let second_end = (LENGTH_LEN + TAG_LEN).checked_add(second_len);
+        let Some(second_end) = second_end.filter(|&end| end <= second.len()) else {
+            return PairCheck::NoPair;
+        };
+        if second_len < PAIR_MIN_LEN || second_len > self.max_frame_len {
             return PairCheck::NoPair;
         }
-        let (second_payload, second_tag) =
-            second[LENGTH_LEN..LENGTH_LEN + second_len + TAG_LEN].split_at(second_len);
+        let (second_payload, second_tag) = second[LENGTH_LEN..second_end].split_at(second_len);
         let (mut first_mac, mut second_mac) = self.two_macs(Direction::Receive);
         update_interleaved(
             &mut first_mac,
@@ -534,14 +547,17 @@ impl Decoder for HmacFrameCodec {
             }
         };
 
-        let frame_rest = payload_len + TAG_LEN;
+        // Cannot overflow: limits are capped at FORMAT_MAX_FRAME_LEN.
+        let frame_rest = payload_len
+            .checked_add(TAG_LEN)
+            .ok_or_else(|| self.too_large(payload_len))?;
         if src.len() < frame_rest {
             // Room for the rest of this frame and a next one of the same
             // size, so that a reader that is behind finds two whole frames
             // to verify together. In bounded steps: a length prefix alone
             // must not commit memory the peer never sends.
             let missing = frame_rest - src.len();
-            let next = LENGTH_LEN + frame_rest;
+            let next = frame_rest.saturating_add(LENGTH_LEN);
             let ahead = missing
                 .saturating_add(next)
                 .min(MAX_RESERVE_AHEAD.max(src.len()));

@@ -717,3 +717,24 @@ fn fuzz_harness_decodes_frames_verified_as_a_pair_exactly() {
     input.extend_from_slice(&[b'b'; 700]);
     secure_link::fuzzing::check_decoder(&input);
 }
+
+/// `with_max_frame_len(usize::MAX)` is capped to what the format (and, on
+/// 32-bit targets, a `usize` holding two frames) can describe; the largest
+/// declared length then waits for its bytes, reserving in bounded steps,
+/// with no overflow in the arithmetic on it.
+#[test]
+fn the_largest_declarable_frame_is_handled_without_overflow() {
+    let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(usize::MAX);
+    assert_eq!(codec.max_frame_len(), u32::MAX as usize);
+    let mut buf = BytesMut::new();
+    buf.put_u32(u32::MAX);
+    buf.extend_from_slice(&[0u8; 1000]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    assert!(
+        buf.capacity() <= 2 * 1000 + 256 * 1024 + 64,
+        "{}",
+        buf.capacity()
+    );
+    let err = codec.decode_eof(&mut buf).unwrap_err();
+    assert!(matches!(err, LinkError::Truncated), "{err:?}");
+}
