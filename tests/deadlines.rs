@@ -12,13 +12,22 @@ use common::{KEY, connected, endpoints};
 use futures::{SinkExt, StreamExt};
 use secure_link::LinkError;
 
+/// Awaits `future` on paused time, failing the test instead of hanging if
+/// it has not finished after an hour of virtual time (a deadline that
+/// never fires).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(3600), future)
+        .await
+        .expect("still waiting after an hour: a deadline never fired")
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_sends_a_message_hits_the_first_message_deadline() {
     let (connector, acceptor) = endpoints(KEY);
     let acceptor = acceptor.with_first_message_timeout(Duration::from_secs(5));
     let (_client, mut server) = connected(&connector, &acceptor).await;
     let started = tokio::time::Instant::now();
-    let verdict = server.next().await;
+    let verdict = within(server.next()).await;
     assert!(
         matches!(verdict, Some(Err(LinkError::FirstMessageTimeout(limit))) if limit == Duration::from_secs(5)),
         "{verdict:?}"
@@ -48,7 +57,7 @@ async fn a_silent_client_hits_the_idle_deadline_and_an_active_one_does_not() {
         assert_eq!(server.next().await.unwrap().unwrap(), format!("tick {i}"));
     }
     let last_heard = tokio::time::Instant::now();
-    let verdict = server.next().await;
+    let verdict = within(server.next()).await;
     assert!(
         matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(10)),
         "{verdict:?}"
@@ -84,7 +93,7 @@ async fn a_slow_consumer_of_a_steady_producer_never_times_out() {
         let _ = client.close().await;
     });
     let mut received = 0;
-    while let Some(item) = server.next().await {
+    while let Some(item) = within(server.next()).await {
         let message = item.unwrap_or_else(|err| panic!("after {received} messages: {err}"));
         assert_eq!(message, format!("{}.{}", received / 10, received % 10));
         received += 1;
@@ -103,7 +112,7 @@ async fn a_silent_client_with_only_an_idle_limit_is_an_idle_timeout_of_that_limi
     let acceptor = acceptor.with_idle_timeout(Duration::from_secs(7));
     let (_client, mut server) = connected(&connector, &acceptor).await;
     let started = tokio::time::Instant::now();
-    let verdict = server.next().await;
+    let verdict = within(server.next()).await;
     assert!(
         matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(7)),
         "{verdict:?}"
@@ -138,7 +147,7 @@ async fn a_client_trickling_one_frame_slower_than_the_idle_limit_times_out() {
             }
         }
     });
-    let verdict = server.next().await;
+    let verdict = within(server.next()).await;
     assert!(
         matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(10)),
         "{verdict:?}"
@@ -146,4 +155,29 @@ async fn a_client_trickling_one_frame_slower_than_the_idle_limit_times_out() {
     assert_eq!(heard.elapsed(), Duration::from_secs(10));
     drop(server);
     trickler.await.unwrap();
+}
+
+/// Two messages come in with one read; the server takes the second 5 s
+/// after the first. The idle limit runs from when it came in, not from
+/// when it was taken: a 10 s limit ends the connection 10 s after the
+/// read, not 15.
+#[tokio::test(start_paused = true)]
+async fn the_idle_limit_runs_from_when_a_message_came_in_not_when_it_was_taken() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(10));
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    client.feed("one".into()).await.unwrap();
+    client.feed("two".into()).await.unwrap();
+    client.flush().await.unwrap(); // one TLS record, one read
+    let came_in = tokio::time::Instant::now();
+    assert_eq!(server.next().await.unwrap().unwrap(), "one");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(server.next().await.unwrap().unwrap(), "two");
+    let verdict = within(server.next()).await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(_)))),
+        "{verdict:?}"
+    );
+    assert_eq!(came_in.elapsed(), Duration::from_secs(10));
+    drop(client);
 }
