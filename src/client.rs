@@ -429,8 +429,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureClient<IO> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        let was_full = this.queue_full();
         if let Some(item) = this.read_while_closing.pop_front() {
-            let was_full = this.queue_full();
             if let Ok(frame) = &item {
                 this.queued_bytes -= frame.len();
             } else {

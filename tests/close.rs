@@ -256,3 +256,48 @@ async fn sinks_refuse_messages_after_close_instead_of_dropping_them() {
     within("second close", client.close()).await.unwrap();
     assert_eq!(server_side.await.unwrap(), vec![Bytes::from("before")]);
 }
+
+/// `close()` stops reading when its queue of replies is full; a reader
+/// that takes some makes room, and `close()` must be woken to go on (here
+/// to the server's close_notify, 6 replies later).
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
+    const REPLIES: usize = 1030; // the queue holds 1,024
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let replier = tokio::spawn(async move {
+        let first = server.next().await.unwrap().unwrap();
+        let mut replies = futures::stream::iter((0..REPLIES).map(|_| Ok(Bytes::new())));
+        server.send_all(&mut replies).await.unwrap();
+        assert!(server.next().await.is_none());
+        server.close().await.unwrap();
+        first
+    });
+    let (mut tx, mut rx) = client.split();
+    tx.feed("go".into()).await.unwrap();
+    let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        full_rx.await.unwrap();
+        for _ in 0..10 {
+            assert!(rx.next().await.unwrap().unwrap().is_empty());
+        }
+        rx // parked: takes nothing more for now
+    });
+    let started = Instant::now();
+    let closing = tokio::spawn(async move { tx.close().await });
+    // Let close() fill its queue, then let the reader take 10.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    full_tx.send(()).unwrap();
+    let mut rx = reader.await.unwrap();
+    let closed = within("close", closing).await.unwrap();
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
+    let mut rest = 0;
+    while let Some(item) = rx.next().await {
+        item.unwrap();
+        rest += 1;
+    }
+    assert_eq!(rest, REPLIES - 10);
+    assert_eq!(replier.await.unwrap(), "go");
+}
