@@ -301,3 +301,49 @@ async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
     assert_eq!(rest, REPLIES - 10);
     assert_eq!(replier.await.unwrap(), "go");
 }
+
+/// Replies are kept while `close()` waits up to 1 MiB of payload: 600 KiB
+/// of unread replies still let it reach the server's close_notify (and all
+/// come out of the stream afterwards); 1.25 MiB fill it, and it gives up at
+/// its timeout without losing any.
+#[tokio::test(start_paused = true)]
+async fn replies_kept_while_closing_are_bounded_in_bytes() {
+    for (replies, confirmed) in [(10, true), (20, false)] {
+        let (connector, acceptor) = endpoints(KEY);
+        let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+        let (mut client, mut server) = connected(&connector, &acceptor).await;
+        let replier = tokio::spawn(async move {
+            assert_eq!(server.next().await.unwrap().unwrap(), "go");
+            for i in 0..replies {
+                server
+                    .feed(Bytes::from(vec![i as u8; 64 * 1024]))
+                    .await
+                    .unwrap();
+            }
+            server.flush().await.unwrap();
+            assert!(server.next().await.is_none());
+            server.close().await.unwrap();
+        });
+        client.send("go".into()).await.unwrap();
+        // Let every reply arrive before close() starts reading.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let closed = within("close", client.close()).await;
+        if confirmed {
+            assert!(closed.is_ok(), "{replies} replies: {closed:?}");
+            assert!(started.elapsed() < CLOSE_TIMEOUT);
+        } else {
+            assert!(
+                matches!(closed, Err(LinkError::CloseTimeout(_))),
+                "{replies} replies: {closed:?}"
+            );
+        }
+        let mut got = 0;
+        while let Some(item) = within("the stream", client.next()).await {
+            assert_eq!(item.unwrap(), vec![got as u8; 64 * 1024]);
+            got += 1;
+        }
+        assert_eq!(got, replies);
+        within("the replier", replier).await.unwrap();
+    }
+}

@@ -844,3 +844,27 @@ async fn server_close_after_the_client_reset_the_connection_returns_an_error() {
         .expect("server close() hung");
     assert!(matches!(closed, Err(LinkError::Io(_))), "{closed:?}");
 }
+
+/// `feed` waits (its `poll_ready` flushes) once 128 KiB of frames are
+/// buffered, instead of buffering without limit: against a server that
+/// does not read, the client takes at most the buffer, the pipe and the
+/// TLS layer's share before it waits.
+#[tokio::test]
+async fn feed_applies_backpressure_against_a_server_that_does_not_read() {
+    use futures::FutureExt;
+    let (connector, acceptor) = endpoints(KEY);
+    let (mut client, _server) = connected(&connector, &acceptor).await;
+    let message = Bytes::from(vec![3u8; 1024]);
+    let mut fed = 0usize;
+    loop {
+        match client.feed(message.clone()).now_or_never() {
+            Some(done) => done.unwrap(),
+            None => break, // waiting: backpressure
+        }
+        fed += message.len();
+        assert!(fed <= 16 << 20, "fed {fed} bytes without ever waiting");
+    }
+    // 128 KiB buffer + 64 KiB pipe + rustls' own buffers, well under 1 MiB.
+    println!("fed {fed} bytes before waiting");
+    assert!(fed < 1 << 20, "fed {fed} bytes before waiting");
+}
