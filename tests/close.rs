@@ -44,7 +44,7 @@ async fn close_is_ok_when_the_server_confirms_and_a_timeout_error_when_it_does_n
     let started = Instant::now();
     within("close", client.close()).await.unwrap();
     assert!(started.elapsed() < CLOSE_TIMEOUT);
-    assert_eq!(answering.await.unwrap(), 1);
+    assert_eq!(within("answering", answering).await.unwrap(), 1);
 
     // Not confirmed: the server reads everything but never answers.
     let (mut client, mut server) = connected(&connector, &acceptor).await;
@@ -113,7 +113,10 @@ async fn a_close_cancelled_and_called_again_completes() {
     );
     // ... and called again: the message went out once, the end is confirmed.
     within("second close", client.close()).await.unwrap();
-    assert_eq!(late.await.unwrap(), vec![Bytes::from("kept")]);
+    assert_eq!(
+        within("late", late).await.unwrap(),
+        vec![Bytes::from("kept")]
+    );
     assert!(client.next().await.is_none());
 }
 
@@ -156,7 +159,7 @@ async fn a_split_reader_sees_the_end_after_a_cancelled_close() {
     go_tx.send(()).unwrap();
 
     assert_eq!(within("the reader", reader).await.unwrap(), 0);
-    assert_eq!(answering.await.unwrap(), 1);
+    assert_eq!(within("answering", answering).await.unwrap(), 1);
 }
 
 /// After `close()` woke a split reader for a reply, the reader polls the
@@ -194,7 +197,7 @@ async fn close_with_replies_in_flight_ends_when_the_servers_close_notify_arrives
         started.elapsed()
     );
     assert_eq!(within("the reader", reader).await.unwrap(), sent);
-    echo.await.unwrap();
+    within("echo", echo).await.unwrap();
 }
 
 /// A flood of empty replies during close() is not queued without limit:
@@ -229,7 +232,7 @@ async fn replies_kept_while_closing_are_bounded_in_count_and_none_is_lost() {
         replies += 1;
     }
     assert_eq!(replies, FLOOD);
-    assert_eq!(flood.await.unwrap(), 1);
+    assert_eq!(within("flood", flood).await.unwrap(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,7 +257,10 @@ async fn sinks_refuse_messages_after_close_instead_of_dropping_them() {
     assert!(matches!(late, Err(LinkError::SinkClosed)), "{late:?}");
     // The first close was confirmed; asking again says so again.
     within("second close", client.close()).await.unwrap();
-    assert_eq!(server_side.await.unwrap(), vec![Bytes::from("before")]);
+    assert_eq!(
+        within("server_side", server_side).await.unwrap(),
+        vec![Bytes::from("before")]
+    );
 }
 
 /// `close()` stops reading when its queue of replies is full; a reader
@@ -289,7 +295,7 @@ async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
     // Let close() fill its queue, then let the reader take 10.
     tokio::time::sleep(Duration::from_secs(1)).await;
     full_tx.send(()).unwrap();
-    let mut rx = reader.await.unwrap();
+    let mut rx = within("reader", reader).await.unwrap();
     let closed = within("close", closing).await.unwrap();
     assert!(closed.is_ok(), "{closed:?}");
     assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
@@ -299,7 +305,7 @@ async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
         rest += 1;
     }
     assert_eq!(rest, REPLIES - 10);
-    assert_eq!(replier.await.unwrap(), "go");
+    assert_eq!(within("replier", replier).await.unwrap(), "go");
 }
 
 /// Replies are kept while `close()` waits up to 1 MiB of payload: 600 KiB
