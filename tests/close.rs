@@ -353,3 +353,20 @@ async fn replies_kept_while_closing_are_bounded_in_bytes() {
         within("the replier", replier).await.unwrap();
     }
 }
+
+/// A zero close timeout turns the wait off: `close()` returns once its own
+/// close_notify is written, without the server's answer.
+#[tokio::test(start_paused = true)]
+async fn a_zero_close_timeout_returns_once_close_notify_is_written() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(Duration::ZERO);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    client.send("last".into()).await.unwrap();
+    let started = Instant::now();
+    within("close", client.close()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // The server gets the message and a clean end, though it never answers.
+    let (received, end) = within("drain", drain(&mut server)).await;
+    assert_eq!(received, vec![Bytes::from("last")]);
+    assert!(end.is_none(), "{end:?}");
+}
