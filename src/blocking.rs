@@ -59,6 +59,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// twice. So the client is then fused: every later send returns the same
 /// error and writes nothing. Make a new connection to go on.
 ///
+/// The TLS handshake happens in the first send and has no timeout of its
+/// own: a server that accepts the connection but never answers would hold
+/// it for ever. Bound it, and every later read and write, with the link's
+/// own timeouts: [`std::net::TcpStream::set_read_timeout`] and
+/// [`set_write_timeout`](std::net::TcpStream::set_write_timeout) make such
+/// a send fail with [`LinkError::Io`] (`WouldBlock` or `TimedOut`).
+///
 /// Dropping the client sends TLS `close_notify` (best effort). That write
 /// can block if the server has stopped reading and the link's send buffer
 /// is full; bound it with [`std::net::TcpStream::set_write_timeout`].

@@ -52,6 +52,7 @@ pub struct SecureConnector {
     config: Arc<rustls::ClientConfig>,
     codec: HmacFrameCodec,
     auth_mode: AuthMode,
+    handshake_timeout: Duration,
     close_timeout: Duration,
 }
 
@@ -77,6 +78,7 @@ impl SecureConnector {
             config,
             codec: HmacFrameCodec::new(hmac_key),
             auth_mode: AuthMode::Lab,
+            handshake_timeout: crate::DEFAULT_HANDSHAKE_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
@@ -93,6 +95,15 @@ impl SecureConnector {
     /// message with [`LinkError::InvalidHmac`].
     pub fn with_auth_mode(mut self, mode: AuthMode) -> Self {
         self.auth_mode = mode;
+        self
+    }
+
+    /// Sets how long the TLS handshake in [`connect`](Self::connect) may
+    /// take (default [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::DEFAULT_HANDSHAKE_TIMEOUT),
+    /// 10 s, as on the server). A server that accepts the connection but
+    /// never answers fails `connect` with [`LinkError::HandshakeTimeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 
@@ -119,13 +130,16 @@ impl SecureConnector {
     /// `server_name` (a DNS name or an IP address its certificate must
     /// name).
     ///
-    /// The handshake has no timeout of its own: wrap the call in
-    /// [`tokio::time::timeout`] where the server may stall. Cancelling the
-    /// future drops the connection.
+    /// The handshake must finish within the handshake timeout (see
+    /// [`with_handshake_timeout`](Self::with_handshake_timeout)); it needs
+    /// a Tokio runtime with its timer enabled. Cancelling the future drops
+    /// the connection. Connecting `io` itself (TCP) is the caller's: bound
+    /// it too.
     ///
     /// # Errors
     ///
     /// [`LinkError::Config`] for an invalid `server_name`;
+    /// [`LinkError::HandshakeTimeout`] when the server is too slow;
     /// [`LinkError::Tls`] when the handshake fails (unknown issuer, name
     /// mismatch, ...); [`LinkError::Truncated`] or [`LinkError::Io`] when
     /// the connection fails.
@@ -138,9 +152,10 @@ impl SecureConnector {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let name = tls::server_name(server_name)?;
-        let stream = TlsConnector::from(self.config.clone())
-            .connect(name, io)
-            .await?;
+        let handshake = TlsConnector::from(self.config.clone()).connect(name, io);
+        let stream = tokio::time::timeout(self.handshake_timeout, handshake)
+            .await
+            .map_err(|_| LinkError::HandshakeTimeout)??;
         let codec = link::connection_codec(
             &self.codec,
             self.auth_mode,
@@ -165,6 +180,7 @@ impl fmt::Debug for SecureConnector {
         f.debug_struct("SecureConnector")
             .field("codec", &self.codec)
             .field("auth_mode", &self.auth_mode)
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("close_timeout", &self.close_timeout)
             .finish_non_exhaustive()
     }

@@ -62,7 +62,9 @@ pub enum LinkError {
     #[error("the peer closed the link")]
     Closed,
 
-    /// The TLS handshake did not finish within the configured time.
+    /// The TLS handshake did not finish within the configured time
+    /// ([`SecureAcceptor::with_handshake_timeout`](crate::SecureAcceptor::with_handshake_timeout),
+    /// [`SecureConnector::with_handshake_timeout`](crate::SecureConnector::with_handshake_timeout)).
     #[error("TLS handshake timed out")]
     HandshakeTimeout,
 

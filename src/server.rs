@@ -15,8 +15,9 @@ use crate::codec::{AuthMode, Role};
 use crate::deadline::{Heard, ReadDeadline};
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
-/// How long, by default, a client has to complete its TLS handshake (see
-/// [`SecureAcceptor::with_handshake_timeout`]).
+/// How long, by default, a TLS handshake may take, on the server (see
+/// [`SecureAcceptor::with_handshake_timeout`]) and on the client (see
+/// [`SecureConnector::with_handshake_timeout`](crate::SecureConnector::with_handshake_timeout)).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts secure links from clients: TLS 1.3 with the server's certificate,

@@ -446,3 +446,23 @@ fn frames_at_exactly_the_maximum_arrive_and_one_byte_over_is_refused_at_both_end
     );
     drop(sender.join().unwrap());
 }
+
+/// The blocking client has no handshake timeout of its own; the socket's
+/// read timeout bounds it: against a server that accepts TCP and says
+/// nothing, the first send fails instead of hanging.
+#[test]
+fn a_socket_read_timeout_bounds_the_blocking_handshake() {
+    let pki = pki();
+    let (client_link, _silent_server) = tcp_pair();
+    client_link
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let mut client = SecureClient::new(client_link, KEY, &pki.ca_pem, localhost());
+    let err = within("a handshake with a silent server", move || {
+        client.try_send_msg(b"hello").unwrap_err()
+    });
+    assert!(
+        matches!(&err, LinkError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "{err:?}"
+    );
+}

@@ -316,3 +316,24 @@ fn bench_runs_only_the_peers_asked_for() {
     assert_eq!((cells[5], cells[7]), ("-", "-"), "{row}");
     assert!(ran(cells[6]), "no ours/P2 ratio: {row}");
 }
+
+/// `send --handshake-timeout` against a listener that accepts TCP and then
+/// says nothing: exit 1 naming the timeout, instead of hanging.
+#[test]
+fn send_gives_up_on_a_silent_server_at_its_handshake_timeout() {
+    let ws = Workspace::new("silent");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || listener.accept().map(|(tcp, _)| tcp));
+    let mut args = ws.send_args(&addr, "key.hex", "pki/ca.pem");
+    args.extend(["--handshake-timeout".into(), "0.5".into(), "hello".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did not finish within 500ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(holder.join().unwrap());
+}

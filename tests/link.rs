@@ -393,6 +393,26 @@ async fn silent_client_hits_the_handshake_timeout() {
     assert_eq!(started.elapsed(), Duration::from_secs(3));
 }
 
+/// tokio-rustls#4: a server that accepts the connection but never answers
+/// must not hold `connect` for ever. Default 10 s, like the server's.
+#[tokio::test(start_paused = true)]
+async fn connect_to_a_silent_server_hits_the_clients_handshake_timeout() {
+    let (connector, _) = endpoints(KEY);
+    for (connector, limit) in [
+        (connector.clone(), Duration::from_secs(10)),
+        (
+            connector.with_handshake_timeout(Duration::from_secs(3)),
+            Duration::from_secs(3),
+        ),
+    ] {
+        let (client_io, _silent_server) = tokio::io::duplex(64 * 1024);
+        let started = tokio::time::Instant::now();
+        let err = connector.connect("localhost", client_io).await.unwrap_err();
+        assert!(matches!(err, LinkError::HandshakeTimeout), "{err:?}");
+        assert_eq!(started.elapsed(), limit);
+    }
+}
+
 #[tokio::test]
 async fn full_duplex_echo_replies_come_back_through_the_client_stream() {
     let (connector, acceptor) = endpoints(KEY);

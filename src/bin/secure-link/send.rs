@@ -35,9 +35,12 @@ pub(crate) struct Args {
     /// server must use `serve --session-bound`; see SECURITY.md).
     #[arg(long)]
     session_bound: bool,
-    /// Seconds allowed for connecting and for the TLS handshake.
+    /// Seconds allowed for connecting (TCP).
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Seconds allowed for the TLS handshake.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
     /// How messages (arguments or stdin lines) are read and replies
     /// printed: text (as is; replies escaped as `serve` prints them), or
     /// hex/base64 (exact, any bytes).
@@ -51,22 +54,31 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let timeout = crate::seconds(args.timeout, "--timeout")?;
+    let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
     let ca = files::read_text(&args.ca, "CA certificate")?;
     files::warn_if_exposed(&args.hmac_key, "HMAC key file");
     let key = files::read_key(&args.hmac_key)?;
     let format = args.format;
     let connector = SecureConnector::new(&ca, key)?
         .with_max_frame_len(args.max_frame_len)
-        .with_auth_mode(crate::auth_mode(args.session_bound));
+        .with_auth_mode(crate::auth_mode(args.session_bound))
+        .with_handshake_timeout(handshake_timeout);
 
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(&args.connect))
         .await
         .map_err(|_| Error::msg(format!("connecting to {} timed out", args.connect)))?
         .map_err(|err| Error::msg(format!("cannot connect to {}: {err}", args.connect)))?;
     let _ = tcp.set_nodelay(true);
-    let client = tokio::time::timeout(timeout, connector.connect(&args.server_name, tcp))
+    let client = connector
+        .connect(&args.server_name, tcp)
         .await
-        .map_err(|_| Error::msg("the TLS handshake timed out"))??;
+        .map_err(|err| match err {
+            LinkError::HandshakeTimeout => Error::msg(format!(
+                "the TLS handshake with {} did not finish within {handshake_timeout:?}",
+                args.connect
+            )),
+            other => other.into(),
+        })?;
     let conn = client.get_ref().1;
     info!(
         "connected to {} ({:?}, {:?})",
