@@ -80,11 +80,19 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             other => other.into(),
         })?;
     let conn = client.get_ref().1;
+    let named = |name: Option<&'static str>| name.unwrap_or("unknown");
     info!(
-        "connected to {} ({:?}, {:?})",
+        "connected to {} over {}, cipher suite {}, key exchange {}",
         args.connect,
-        conn.protocol_version(),
-        conn.negotiated_cipher_suite().map(|s| s.suite())
+        named(conn.protocol_version().and_then(|v| v.as_str())),
+        named(
+            conn.negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+        ),
+        named(
+            conn.negotiated_key_exchange_group()
+                .and_then(|g| g.name().as_str())
+        ),
     );
 
     let (mut sink, mut replies) = client.split();
