@@ -370,3 +370,66 @@ async fn a_zero_close_timeout_returns_once_close_notify_is_written() {
     assert_eq!(received, vec![Bytes::from("last")]);
     assert!(end.is_none(), "{end:?}");
 }
+
+/// 2.5 MiB of replies, more than `close()` keeps, with a split reader
+/// taking them as they come: `close()` goes on reading as the reader makes
+/// room and ends at the server's close_notify, not at its timeout.
+#[tokio::test(start_paused = true)]
+async fn close_reads_on_while_a_reader_drains_more_replies_than_it_keeps() {
+    const REPLIES: usize = 40;
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let replier = tokio::spawn(async move {
+        assert_eq!(server.next().await.unwrap().unwrap(), "go");
+        for i in 0..REPLIES {
+            server
+                .feed(Bytes::from(vec![i as u8; 64 * 1024]))
+                .await
+                .unwrap();
+        }
+        server.flush().await.unwrap();
+        assert!(server.next().await.is_none());
+        server.close().await.unwrap();
+    });
+    let (mut tx, mut rx) = client.split();
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while let Some(item) = rx.next().await {
+            assert_eq!(item.unwrap(), vec![got as u8; 64 * 1024]);
+            got += 1;
+        }
+        got
+    });
+    tx.send("go".into()).await.unwrap();
+    let started = Instant::now();
+    within("close", tx.close()).await.unwrap();
+    assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
+    assert_eq!(within("reader", reader).await.unwrap(), REPLIES);
+    within("replier", replier).await.unwrap();
+}
+
+/// `FusedStream`: the client's stream is terminated only once it has
+/// yielded its end and everything `close()` kept for it.
+#[tokio::test(start_paused = true)]
+async fn the_client_stream_is_terminated_only_after_its_end_and_kept_replies() {
+    use futures::stream::FusedStream;
+    let (connector, acceptor) = endpoints(KEY);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let replier = tokio::spawn(async move {
+        let message = server.next().await.unwrap().unwrap();
+        server.send(message).await.unwrap();
+        assert!(server.next().await.is_none());
+        assert!(server.is_terminated());
+        server.close().await.unwrap();
+    });
+    assert!(!client.is_terminated());
+    client.send("echo me".into()).await.unwrap();
+    within("close", client.close()).await.unwrap();
+    assert!(!client.is_terminated(), "a kept reply is still to come");
+    assert_eq!(client.next().await.unwrap().unwrap(), "echo me");
+    assert!(!client.is_terminated(), "the end is still to come");
+    assert!(client.next().await.is_none());
+    assert!(client.is_terminated());
+    within("replier", replier).await.unwrap();
+}

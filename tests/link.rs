@@ -888,3 +888,43 @@ async fn feed_applies_backpressure_against_a_server_that_does_not_read() {
     println!("fed {fed} bytes before waiting");
     assert!(fed < 1 << 20, "fed {fed} bytes before waiting");
 }
+
+/// The server's sink waits too (its `poll_ready` flushes at 128 KiB)
+/// against a client that does not read its replies.
+#[tokio::test]
+async fn the_servers_feed_applies_backpressure_against_a_client_that_does_not_read() {
+    use futures::FutureExt;
+    use futures::stream::FusedStream;
+    let (connector, acceptor) = endpoints(KEY);
+    let (_client, mut server) = connected(&connector, &acceptor).await;
+    assert!(!server.is_terminated());
+    let message = Bytes::from(vec![4u8; 1024]);
+    let mut fed = 0usize;
+    while let Some(done) = server.feed(message.clone()).now_or_never() {
+        done.unwrap();
+        fed += message.len();
+        assert!(fed <= 16 << 20, "fed {fed} bytes without ever waiting");
+    }
+    assert!(fed < 1 << 20, "fed {fed} bytes before waiting");
+}
+
+/// A reply larger than the pipe is flushed through to the end by `send`
+/// alone: nothing stays behind in the TLS layer waiting for a later write.
+#[tokio::test]
+async fn a_reply_larger_than_the_pipe_arrives_whole_without_a_later_write() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (client_io, server_io) = tokio::io::duplex(4096);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let reply = Bytes::from(vec![5u8; 300 * 1024]);
+    let (sent, received) = tokio::join!(
+        server.send(reply.clone()),
+        tokio::time::timeout(Duration::from_secs(30), client.next())
+    );
+    sent.unwrap();
+    let received = received.expect("the reply never arrived whole");
+    assert_eq!(received.unwrap().unwrap(), reply);
+}
