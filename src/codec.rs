@@ -69,7 +69,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder};
-use zeroize::Zeroize;
 
 use crate::{HmacKey, LinkError};
 
@@ -116,14 +115,19 @@ const FORMAT_MAX_FRAME_LEN: usize = {
 pub struct HmacFrameCodec {
     /// HMAC state keyed once; cloned per frame.
     keyed: Hmac<Sha256>,
+    /// Keys accepted besides `keyed` for the first frame received (a key
+    /// rotation), keyed once too. Emptied when a frame verifies: the codec
+    /// is then pinned to the key that verified it.
+    candidates: Vec<Hmac<Sha256>>,
+    /// Which key verified the first frame received: 0 for the primary
+    /// key, `n` for the `n`th additional one.
+    pinned: Option<usize>,
     /// `None` in the lab format; the direction labels and counters in the
     /// session-bound format.
     session: Option<SessionBinding>,
     max_frame_len: usize,
     /// The limit for frames received before one has verified, if lower.
     first_frame_max_len: Option<usize>,
-    /// A received frame's tag has verified: the peer holds the key.
-    peer_verified: bool,
     read: ReadState,
     /// A frame verified together with the one before it (see
     /// [`PAIR_MIN_LEN`]) and not returned yet. The codec owns it, so what a
@@ -201,18 +205,14 @@ impl HmacFrameCodec {
     /// A codec for frames authenticated with `key`, with the default
     /// maximum payload length ([`DEFAULT_MAX_FRAME_LEN`]).
     pub fn new(key: impl Into<HmacKey>) -> Self {
-        let key = key.into();
-        // HMAC accepts keys of any length, so this cannot fail.
-        let keyed = match <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-        };
+        let keyed = keyed_mac(key.into().as_bytes());
         HmacFrameCodec {
             keyed,
+            candidates: Vec::new(),
+            pinned: None,
             session: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             first_frame_max_len: None,
-            peer_verified: false,
             read: ReadState::Head,
             verified: None,
         }
@@ -229,11 +229,12 @@ impl HmacFrameCodec {
     /// [`SecureAcceptor`](crate::SecureAcceptor) do this for you with
     /// `with_auth_mode(AuthMode::SessionBound)`.
     pub fn bound_to_session(&self, exporter: &[u8], role: Role) -> Self {
-        let mut derive = self.keyed.clone();
-        derive.update(exporter);
-        let mut session_key: [u8; TAG_LEN] = derive.finalize().into_bytes().into();
-        let mut codec = HmacFrameCodec::new(&session_key[..]);
-        session_key.zeroize();
+        let mut codec = HmacFrameCodec::new(&derive_session_key(&self.keyed, exporter)[..]);
+        codec.candidates = self
+            .candidates
+            .iter()
+            .map(|keyed| keyed_mac(&derive_session_key(keyed, exporter)[..]))
+            .collect();
         let (send_dir, recv_dir) = match role {
             Role::Client => (b"c2s", b"s2c"),
             Role::Server => (b"s2c", b"c2s"),
@@ -262,6 +263,31 @@ impl HmacFrameCodec {
         self.max_frame_len
     }
 
+    /// Adds a key accepted, besides the one the codec was made with, for
+    /// the first frame received: during a key rotation, peers holding the
+    /// old key and peers holding the new one are both served. Repeatable;
+    /// keys are tried in the order added, after the primary key.
+    ///
+    /// The codec is pinned to the key that verifies the first frame: later
+    /// frames must verify under that key alone, and frames sent are signed
+    /// with it (before that, with the primary key). Only the first frame
+    /// costs more (one HMAC per key tried when it is not the primary);
+    /// there is no per-frame cost afterwards. A first frame that verifies
+    /// under none of them is [`LinkError::InvalidHmac`]. See
+    /// [`pinned_key`](Self::pinned_key).
+    pub fn with_additional_key(mut self, key: impl Into<HmacKey>) -> Self {
+        self.candidates.push(keyed_mac(key.into().as_bytes()));
+        self
+    }
+
+    /// Which key verified the first frame received: `Some(0)` for the key
+    /// the codec was made with, `Some(n)` for the `n`th added with
+    /// [`with_additional_key`](Self::with_additional_key); `None` until a
+    /// frame has verified.
+    pub fn pinned_key(&self) -> Option<usize> {
+        self.pinned
+    }
+
     /// Sets the largest payload, in bytes, accepted in a frame received
     /// before any received tag has verified, that is in the first frame
     /// (default: [`max_frame_len`](Self::max_frame_len), no separate
@@ -281,7 +307,7 @@ impl HmacFrameCodec {
     /// The limit that applies to the next frame received.
     fn receive_limit(&self) -> usize {
         match self.first_frame_max_len {
-            Some(first) if !self.peer_verified => first.min(self.max_frame_len),
+            Some(first) if self.pinned.is_none() => first.min(self.max_frame_len),
             _ => self.max_frame_len,
         }
     }
@@ -339,7 +365,18 @@ impl HmacFrameCodec {
     /// The keyed MAC for the next frame in `direction`, with the
     /// session-bound prefix (direction label and counter) already hashed.
     fn mac_for(&self, direction: Direction, index_ahead: u64) -> Hmac<Sha256> {
-        let mut mac = self.keyed.clone();
+        self.mac_with(&self.keyed, direction, index_ahead)
+    }
+
+    /// [`mac_for`](Self::mac_for) with another keyed state (a candidate
+    /// key during a rotation).
+    fn mac_with(
+        &self,
+        keyed: &Hmac<Sha256>,
+        direction: Direction,
+        index_ahead: u64,
+    ) -> Hmac<Sha256> {
+        let mut mac = keyed.clone();
         if let Some(session) = &self.session {
             let (dir, next) = match direction {
                 Direction::Send => (session.send_dir, session.sent),
@@ -362,6 +399,30 @@ impl HmacFrameCodec {
         let mut mac = self.mac_for(Direction::Receive, 0);
         mac.update(payload);
         mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)
+    }
+
+    /// Checks the first frame received against the primary key, then each
+    /// candidate; pins the codec to the one that verifies it.
+    fn verify_first(&mut self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
+        if self.verify(payload, tag).is_ok() {
+            self.pin(0);
+            return Ok(());
+        }
+        let found = self.candidates.iter().position(|keyed| {
+            let mut mac = self.mac_with(keyed, Direction::Receive, 0);
+            mac.update(payload);
+            mac.verify_slice(tag).is_ok()
+        });
+        let index = found.ok_or(LinkError::InvalidHmac)?;
+        self.keyed = self.candidates.swap_remove(index);
+        self.pin(index + 1);
+        Ok(())
+    }
+
+    /// From now on only the key that verified (already in `keyed`) counts.
+    fn pin(&mut self, key: usize) {
+        self.pinned = Some(key);
+        self.candidates.clear();
     }
 
     /// Advances the session-bound send counter past `frames` frames.
@@ -477,6 +538,23 @@ fn grow_read_buffer(src: &mut BytesMut, ahead: usize) {
     *src = fresh;
 }
 
+/// HMAC-SHA256 keyed with `key`.
+fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
+    }
+}
+
+/// `K = HMAC-SHA256(key, exporter)` for the session-bound format, from the
+/// state keyed with `key`; wiped on drop.
+fn derive_session_key(keyed: &Hmac<Sha256>, exporter: &[u8]) -> zeroize::Zeroizing<[u8; TAG_LEN]> {
+    let mut derive = keyed.clone();
+    derive.update(exporter);
+    zeroize::Zeroizing::new(derive.finalize().into_bytes().into())
+}
+
 /// Which of a codec's two directions a tag is for.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -565,7 +643,14 @@ impl Decoder for HmacFrameCodec {
             return Ok(None);
         }
 
-        let second_len = match self.verify_pair(src, payload_len) {
+        let pair = if self.candidates.is_empty() {
+            self.verify_pair(src, payload_len)
+        } else {
+            // The first frame during a rotation, alone: it picks the key.
+            self.verify_first(&src[..payload_len], &src[payload_len..frame_rest])?;
+            PairCheck::FirstOnly
+        };
+        let second_len = match pair {
             PairCheck::NoPair => {
                 self.verify(&src[..payload_len], &src[payload_len..frame_rest])?;
                 None
@@ -576,7 +661,9 @@ impl Decoder for HmacFrameCodec {
             PairCheck::FirstOnly => None,
             PairCheck::Both { second_len } => Some(second_len),
         };
-        self.peer_verified = true;
+        if self.pinned.is_none() {
+            self.pin(0);
+        }
         let payload = src.split_to(payload_len).freeze();
         src.advance(TAG_LEN);
         self.read = ReadState::Head;
@@ -604,9 +691,10 @@ impl fmt::Debug for HmacFrameCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HmacFrameCodec")
             .field("session", &self.session)
+            .field("candidate_keys", &self.candidates.len())
+            .field("pinned_key", &self.pinned)
             .field("max_frame_len", &self.max_frame_len)
             .field("first_frame_max_len", &self.first_frame_max_len)
-            .field("peer_verified", &self.peer_verified)
             .field("read", &self.read)
             .field("verified", &self.verified.as_ref().map(Bytes::len))
             .finish_non_exhaustive()

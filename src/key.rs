@@ -9,6 +9,18 @@ use crate::LinkError;
 /// Length in bytes of a key made by [`HmacKey::generate`].
 pub const GENERATED_KEY_LEN: usize = 32;
 
+/// Keys shorter than this get no hash-based fingerprint (see
+/// [`HmacKey::fingerprint`]).
+pub const MIN_FINGERPRINT_KEY_LEN: usize = 16;
+
+/// What [`HmacKey::fingerprint`] returns for a key shorter than
+/// [`MIN_FINGERPRINT_KEY_LEN`].
+pub const SHORT_KEY_FINGERPRINT: &str = "short-key";
+
+/// Domain-separation label hashed before the key in a fingerprint, so a
+/// fingerprint is not the hash of the key used anywhere else.
+const FINGERPRINT_LABEL: &[u8] = b"secure-link key fingerprint v1\0";
+
 /// The pre-shared HMAC-SHA256 key both ends of a link hold.
 ///
 /// The bytes are wiped from memory when the key is dropped, and `Debug`
@@ -91,6 +103,38 @@ impl HmacKey {
             })
         })?;
         Ok(HmacKey(Zeroizing::new(bytes)))
+    }
+
+    /// A short, stable, non-secret name for the key, to tell keys apart in
+    /// logs during a rotation: 16 lowercase hex digits, the first 8 bytes
+    /// of SHA-256 over the label `secure-link key fingerprint v1\0` and the
+    /// key.
+    ///
+    /// A fingerprint lets whoever sees it test guesses of the key offline.
+    /// That is harmless for a random key of 16 bytes or more (the 32 made by
+    /// [`generate`](Self::generate)), but not for short ones, such as the
+    /// lab's 2-byte keys: a key shorter than [`MIN_FINGERPRINT_KEY_LEN`]
+    /// gets the fixed marker [`SHORT_KEY_FINGERPRINT`] instead, which says
+    /// nothing about it. (A server names such keys by their position:
+    /// see [`SecureServer::key_fingerprint`](crate::SecureServer::key_fingerprint).)
+    ///
+    /// ```
+    /// use secure_link::HmacKey;
+    /// let key = HmacKey::from(&[7u8; 32]);
+    /// assert_eq!(key.fingerprint().len(), 16);
+    /// assert_eq!(key.fingerprint(), HmacKey::from(&[7u8; 32]).fingerprint());
+    /// assert_eq!(HmacKey::from(b"ab").fingerprint(), "short-key");
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        if self.len() < MIN_FINGERPRINT_KEY_LEN {
+            return SHORT_KEY_FINGERPRINT.to_owned();
+        }
+        let digest = Sha256::new()
+            .chain_update(FINGERPRINT_LABEL)
+            .chain_update(self.as_bytes())
+            .finalize();
+        hex::encode(&digest[..8])
     }
 
     /// The key as lowercase hexadecimal digits, two per byte.

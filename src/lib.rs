@@ -100,7 +100,7 @@ mod wakers;
 pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
 pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
 pub use error::LinkError;
-pub use key::{GENERATED_KEY_LEN, HmacKey};
+pub use key::{GENERATED_KEY_LEN, HmacKey, MIN_FINGERPRINT_KEY_LEN, SHORT_KEY_FINGERPRINT};
 pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, SecureAcceptor, SecureServer};
 pub use tokio_rustls::{self, rustls};
 

@@ -48,6 +48,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SecureAcceptor {
     config: Arc<rustls::ServerConfig>,
     codec: HmacFrameCodec,
+    /// Names of the keys accepted (primary first), for
+    /// [`SecureServer::key_fingerprint`].
+    key_ids: Arc<[String]>,
     auth_mode: AuthMode,
     handshake_timeout: Duration,
     first_message_timeout: Option<Duration>,
@@ -82,9 +85,11 @@ impl SecureAcceptor {
     /// tickets left unread by a write-only client can make its close reset
     /// the connection.
     pub fn from_config(config: Arc<rustls::ServerConfig>, hmac_key: impl Into<HmacKey>) -> Self {
+        let key = hmac_key.into();
         SecureAcceptor {
             config,
-            codec: HmacFrameCodec::new(hmac_key),
+            key_ids: Arc::from([key_id(&key, 0)]),
+            codec: HmacFrameCodec::new(key),
             auth_mode: AuthMode::Lab,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             first_message_timeout: None,
@@ -96,6 +101,33 @@ impl SecureAcceptor {
     /// (default [`DEFAULT_MAX_FRAME_LEN`](crate::DEFAULT_MAX_FRAME_LEN)).
     pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
         self.codec = self.codec.with_max_frame_len(max_frame_len);
+        self
+    }
+
+    /// Adds a key accepted besides the primary one, for a key rotation
+    /// without downtime (repeatable; tried in the order added). Each
+    /// connection is pinned to the key that verifies its client's first
+    /// frame: later frames must verify under that key, and the server's
+    /// replies are signed with it. A first frame that verifies under none
+    /// is [`LinkError::InvalidHmac`]. Works in both [`AuthMode`]s. See
+    /// [`HmacFrameCodec::with_additional_key`] for the cost (only the
+    /// first frame's) and [`SecureServer::key_fingerprint`] to see which
+    /// key a client used.
+    ///
+    /// An empty key is ignored.
+    ///
+    /// A rotation: give servers the new key as an additional one, move the
+    /// clients to it, make it the primary key, and drop the old one once no
+    /// connection uses it.
+    pub fn with_additional_key(mut self, hmac_key: impl Into<HmacKey>) -> Self {
+        let key = hmac_key.into();
+        if key.is_empty() {
+            return self;
+        }
+        let mut ids = self.key_ids.to_vec();
+        ids.push(key_id(&key, ids.len()));
+        self.key_ids = ids.into();
+        self.codec = self.codec.with_additional_key(key);
         self
     }
 
@@ -182,10 +214,21 @@ impl SecureAcceptor {
         let deadline = ReadDeadline::new(self.first_message_timeout, self.idle_timeout);
         Ok(SecureServer {
             framed: link::framed(Heard::new(stream, deadline.is_armed()), codec),
+            key_ids: self.key_ids.clone(),
             deadline,
             terminated: false,
             closed: false,
         })
+    }
+}
+
+/// How a key is named in logs: its fingerprint, or its position for a key
+/// too short to fingerprint.
+fn key_id(key: &HmacKey, index: usize) -> String {
+    if key.len() < crate::MIN_FINGERPRINT_KEY_LEN {
+        format!("{}-{index}", crate::SHORT_KEY_FINGERPRINT)
+    } else {
+        key.fingerprint()
     }
 }
 
@@ -194,6 +237,7 @@ impl fmt::Debug for SecureAcceptor {
         f.debug_struct("SecureAcceptor")
             .field("codec", &self.codec)
             .field("auth_mode", &self.auth_mode)
+            .field("keys", &self.key_ids)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("first_message_timeout", &self.first_message_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -239,6 +283,7 @@ impl fmt::Debug for SecureAcceptor {
 /// matters (`secure-link serve` does).
 pub struct SecureServer<IO> {
     framed: link::FramedLink<Heard<TlsStream<IO>>>,
+    key_ids: Arc<[String]>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
@@ -263,6 +308,17 @@ impl<IO> SecureServer<IO> {
     /// lost: flush first.
     pub fn into_inner(self) -> TlsStream<IO> {
         self.framed.into_inner().into_inner()
+    }
+
+    /// The fingerprint of the key this connection is pinned to (see
+    /// [`SecureAcceptor::with_additional_key`]): `None` until the client's
+    /// first frame has verified. It is [`HmacKey::fingerprint`], except
+    /// for a key too short to fingerprint safely, which is named by its
+    /// position instead: `short-key-0` for the primary key, `short-key-1`
+    /// for the first additional one, and so on.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        let index = self.framed.codec().pinned_key()?;
+        self.key_ids.get(index).cloned()
     }
 }
 
