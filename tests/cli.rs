@@ -337,3 +337,57 @@ fn send_gives_up_on_a_silent_server_at_its_handshake_timeout() {
     );
     drop(holder.join().unwrap());
 }
+
+/// A key rotation with the CLI: `serve` takes a file of two keys (the
+/// first is the primary), clients holding either are served, and each
+/// connection's log names the fingerprint of the key it used, as `gen-key`
+/// printed it.
+#[test]
+fn serve_accepts_every_key_of_a_rotation_and_logs_which_one_each_client_used() {
+    let ws = Workspace::new("rotate");
+    let fingerprint = |name: &str| {
+        let out = run(&["gen-key", "--out", ws.path(name).to_str().unwrap()], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("key fingerprint: "))
+            .unwrap_or_else(|| panic!("gen-key printed no fingerprint: {stderr}"))
+            .to_owned()
+    };
+    let old = fingerprint("old.hex");
+    let new = fingerprint("new.hex");
+    assert_eq!(old.len(), 16);
+    assert_ne!(old, new);
+    let both = format!(
+        "# new key first: it is the primary one\n{}\n{}\n",
+        std::fs::read_to_string(ws.path("new.hex")).unwrap().trim(),
+        std::fs::read_to_string(ws.path("old.hex")).unwrap().trim()
+    );
+    std::fs::write(ws.path("rotation.hex"), both).unwrap();
+    // `--hmac-key` repeated: key.hex (the helper's, primary), then the two.
+    let server = Server::launch(
+        &ws,
+        &["--hmac-key", ws.path("rotation.hex").to_str().unwrap()],
+        &[],
+        true,
+        "info",
+    );
+    server.wait_stderr(&format!(", {new}, {old}"));
+    for (key, fp) in [("old.hex", &old), ("new.hex", &new)] {
+        let out = send(&ws, &server, key, &[key], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(server.next_line(), key);
+        server.wait_stderr(&format!("authenticated with key {fp}"));
+    }
+    let out = send(&ws, &server, "other-key.hex", &["forged"], "");
+    assert!(!out.status.success());
+    server.wait_stderr("invalid HMAC");
+    // send itself takes exactly one key.
+    let out = send(&ws, &server, "rotation.hex", &["x"], "");
+    assert!(
+        text(&out.stderr).contains("holds 2 keys; one is expected"),
+        "{}",
+        text(&out.stderr)
+    );
+}

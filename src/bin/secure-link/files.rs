@@ -42,21 +42,51 @@ pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
     let _ = (path, what);
 }
 
-/// Reads an HMAC key file: hex digits, surrounding whitespace ignored, at
-/// least [`MIN_KEY_LEN`] bytes.
+/// Reads an HMAC key file: one key as hex digits, surrounding whitespace
+/// ignored, at least [`MIN_KEY_LEN`] bytes.
 pub(crate) fn read_key(path: &Path) -> Result<HmacKey, Error> {
-    let text = zeroize::Zeroizing::new(read_text(path, "HMAC key file")?);
-    let key = HmacKey::from_hex(&text)
-        .map_err(|err| Error::msg(format!("{}: {}", path.display(), explain(&err))))?;
-    if key.len() < MIN_KEY_LEN {
+    let mut keys = read_keys(path)?;
+    if keys.len() != 1 {
         return Err(Error::msg(format!(
-            "{}: the HMAC key is {} bytes; at least {MIN_KEY_LEN} are required \
-             (make one with `secure-link gen-key`)",
+            "{}: holds {} keys; one is expected here",
             path.display(),
-            key.len()
+            keys.len()
         )));
     }
-    Ok(key)
+    Ok(keys.remove(0))
+}
+
+/// Reads a file of HMAC keys, one per line as hex digits (blank lines and
+/// lines starting with `#` skipped), each at least [`MIN_KEY_LEN`] bytes.
+/// Errors name the file and the line, never the key.
+pub(crate) fn read_keys(path: &Path) -> Result<Vec<HmacKey>, Error> {
+    let text = zeroize::Zeroizing::new(read_text(path, "HMAC key file")?);
+    let mut keys = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{} line {}", path.display(), number + 1);
+        let key = HmacKey::from_hex(line)
+            .map_err(|err| Error::msg(format!("{}: {}", at(), explain(&err))))?;
+        if key.len() < MIN_KEY_LEN {
+            return Err(Error::msg(format!(
+                "{}: the HMAC key is {} bytes; at least {MIN_KEY_LEN} are required \
+                 (make one with `secure-link gen-key`)",
+                at(),
+                key.len()
+            )));
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(Error::msg(format!(
+            "{}: no HMAC key in the file (make one with `secure-link gen-key`)",
+            path.display()
+        )));
+    }
+    Ok(keys)
 }
 
 /// Writes `contents` to a new file (or over an existing one with `force`),

@@ -75,13 +75,15 @@ pub(crate) fn key(args: &KeyArgs) -> Result<(), Error> {
     let key = HmacKey::generate()?;
     let line = zeroize::Zeroizing::new(format!("{}\n", key.to_hex()));
     match &args.out {
-        Some(path) => files::write_new(path, &line, true, args.force),
+        Some(path) => files::write_new(path, &line, true, args.force)?,
         None => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(line.as_bytes())?;
             stdout.flush()?;
-            Ok(())
         }
     }
+    // Not secret: tells keys apart in serve's logs during a rotation.
+    eprintln!("key fingerprint: {}", key.fingerprint());
+    Ok(())
 }

@@ -45,6 +45,10 @@ pub(crate) async fn serve(
         match item {
             Ok(message) => {
                 count += 1;
+                if count == 1 {
+                    let key = server.key_fingerprint().unwrap_or_default();
+                    info!(%peer, "authenticated with key {key}");
+                }
                 if settings.echo {
                     // The stream is not read while a reply waits: the
                     // client that does not read is cut off here, at the

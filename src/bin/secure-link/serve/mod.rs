@@ -39,9 +39,11 @@ pub(crate) struct Args {
     /// The server's private key (PEM), e.g. server-key.pem.
     #[arg(long)]
     private_key: PathBuf,
-    /// File holding the shared HMAC key as hex.
-    #[arg(long)]
-    hmac_key: PathBuf,
+    /// File of shared HMAC keys, one per line as hex (repeatable). The
+    /// first key is the primary one; the others are also accepted, for a
+    /// key rotation: each connection keeps the key its first message used.
+    #[arg(long, required = true)]
+    hmac_key: Vec<PathBuf>,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
     max_frame_len: usize,
@@ -95,11 +97,29 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         return Err(Error::msg("--max-connections must be at least 1"));
     }
     files::warn_if_exposed(&args.private_key, "private key");
-    files::warn_if_exposed(&args.hmac_key, "HMAC key file");
+    for path in &args.hmac_key {
+        files::warn_if_exposed(path, "HMAC key file");
+    }
     let chain = files::read_text(&args.cert_chain, "certificate chain")?;
     let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
-    let key = files::read_key(&args.hmac_key)?;
-    let acceptor = SecureAcceptor::new(&chain, &private_key, key)?
+    let mut keys = Vec::new();
+    for path in &args.hmac_key {
+        keys.extend(files::read_keys(path)?);
+    }
+    let mut keys = keys.into_iter();
+    let Some(primary) = keys.next() else {
+        return Err(Error::msg("--hmac-key: no key given"));
+    };
+    let fingerprints: Vec<String> = std::iter::once(&primary)
+        .chain(keys.as_slice())
+        .map(secure_link::HmacKey::fingerprint)
+        .collect();
+    info!("accepting HMAC keys {}", fingerprints.join(", "));
+    let acceptor = keys.fold(
+        SecureAcceptor::new(&chain, &private_key, primary)?,
+        |acceptor, key| acceptor.with_additional_key(key),
+    );
+    let acceptor = acceptor
         .with_max_frame_len(args.max_frame_len)
         .with_max_first_frame_len(args.max_first_frame_len)
         .with_handshake_timeout(handshake_timeout)
