@@ -738,3 +738,24 @@ fn the_largest_declarable_frame_is_handled_without_overflow() {
     let err = codec.decode_eof(&mut buf).unwrap_err();
     assert!(matches!(err, LinkError::Truncated), "{err:?}");
 }
+
+/// The other side of the reservation bound: once a frame's length is in,
+/// the decoder makes room for the rest of it (and for a next frame of the
+/// same size, for paired verification) up to 256 KiB ahead, so a frame of
+/// that size arrives without the buffer growing again read after read.
+#[test]
+fn the_decoder_makes_room_for_the_rest_of_a_frame_up_to_256_kib_ahead() {
+    for (declared, room) in [
+        (1000usize, 2 * (1000 + TAG_LEN) + LENGTH_LEN),
+        (100 * 1024, 2 * (100 * 1024 + TAG_LEN) + LENGTH_LEN),
+        (4 << 20, 256 * 1024),
+    ] {
+        let mut codec = HmacFrameCodec::new(KEY);
+        let mut buf = BytesMut::new();
+        buf.put_u32(declared as u32);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        let spare = buf.capacity() - buf.len();
+        assert!(spare >= room, "{declared}: room for {spare} bytes");
+        assert!(spare <= room + 64, "{declared}: room for {spare} bytes");
+    }
+}
