@@ -93,6 +93,7 @@ mod error;
 pub mod fuzzing;
 mod key;
 mod link;
+mod reload;
 mod server;
 pub mod tls;
 mod wakers;
@@ -101,6 +102,7 @@ pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
 pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
 pub use error::LinkError;
 pub use key::{GENERATED_KEY_LEN, HmacKey, MIN_FINGERPRINT_KEY_LEN, SHORT_KEY_FINGERPRINT};
+pub use reload::ReloadableAcceptor;
 pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, SecureAcceptor, SecureServer};
 pub use tokio_rustls::{self, rustls};
 

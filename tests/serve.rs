@@ -380,3 +380,94 @@ fn the_hmac_key_never_appears_in_serve_or_send_output() {
         }
     }
 }
+
+/// SIGHUP re-reads the certificate chain, private key and HMAC key files:
+/// new connections use the new material, an open connection carries on
+/// untouched, and a file that fails to load leaves the running
+/// configuration in place (serve keeps serving, and says which file).
+#[test]
+fn sighup_reloads_certificates_and_keys_and_a_bad_file_changes_nothing() {
+    let ws = Workspace::new("reload");
+    let server = Server::start(&ws, &[]);
+    let runtime = runtime();
+
+    // A connection opened before the reload, with the old key and CA.
+    let old = connector(&ws, "key.hex");
+    let addr = server.addr.clone();
+    let mut open = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        old.connect("localhost", tcp).await.unwrap()
+    });
+    runtime.block_on(async {
+        use futures::SinkExt;
+        open.send(bytes::Bytes::from_static(b"before"))
+            .await
+            .unwrap();
+    });
+    assert_eq!(server.next_line(), "before");
+
+    // New material: another CA and server certificate, another key.
+    let out = run(
+        &["gen-certs", "--out", ws.path("pki2").to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for name in ["server-chain.pem", "server-key.pem"] {
+        std::fs::copy(
+            ws.path(&format!("pki2/{name}")),
+            ws.path(&format!("pki/{name}")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(ws.path("other-key.hex"), ws.path("key.hex")).unwrap();
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+
+    // New connections: the new CA and key work, the old ones do not.
+    let mut args = ws.send_args(&server.addr, "other-key.hex", "pki2/ca.pem");
+    args.push("after".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "after");
+    let mut args = ws.send_args(&server.addr, "other-key.hex", "pki/ca.pem");
+    args.push("old CA".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown issuer"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The connection opened before the reload carries on.
+    runtime.block_on(async {
+        use futures::SinkExt;
+        open.send(bytes::Bytes::from_static(b"still open"))
+            .await
+            .unwrap();
+        open.close().await.unwrap();
+    });
+    assert_eq!(server.next_line(), "still open");
+
+    // A bad file: the reload fails, naming it, and nothing changes.
+    std::fs::write(ws.path("key.hex"), "not hex at all\n").unwrap();
+    server.signal("-HUP");
+    let failed = server.wait_stderr("reload failed");
+    assert!(failed.contains("key.hex"), "{failed}");
+    assert!(
+        !failed.contains("not hex"),
+        "the key file's contents were logged: {failed}"
+    );
+    std::fs::copy(ws.path("other-key.hex"), ws.path("key.hex")).unwrap();
+    std::fs::write(ws.path("pki/server-key.pem"), "-----BEGIN NOTHING-----\n").unwrap();
+    server.signal("-HUP");
+    server.wait_stderr("server-key.pem");
+    let mut args = ws.send_args(&server.addr, "other-key.hex", "pki2/ca.pem");
+    args.push("served as before".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served as before");
+}

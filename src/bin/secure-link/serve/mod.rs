@@ -1,7 +1,8 @@
 //! `serve`: accept secure links, print each authenticated message as a
 //! line. The accept loop (`accept.rs`), one connection (`connection.rs`),
-//! the stdout writer (`output.rs`) and the stop signals (`signals.rs`) are
-//! wired together here, with the shutdown.
+//! the stdout writer (`output.rs`) and the signals (`signals.rs`) are
+//! wired together here, with the reload on SIGHUP (`load_acceptor`) and the
+//! shutdown.
 
 mod accept;
 mod connection;
@@ -12,10 +13,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secure_link::{DEFAULT_MAX_FRAME_LEN, SecureAcceptor};
+use secure_link::{DEFAULT_MAX_FRAME_LEN, ReloadableAcceptor, SecureAcceptor};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::format::Format;
 use crate::{Error, files};
@@ -85,47 +86,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
-    let first_message_timeout =
-        crate::seconds(args.first_message_timeout, "--first-message-timeout")?;
-    let idle_timeout = crate::seconds(args.idle_timeout, "--idle-timeout")?;
+    let timeouts = Timeouts {
+        handshake: crate::seconds(args.handshake_timeout, "--handshake-timeout")?,
+        first_message: crate::seconds(args.first_message_timeout, "--first-message-timeout")?,
+        idle: crate::seconds(args.idle_timeout, "--idle-timeout")?,
+    };
     let write_timeout = match args.write_timeout {
         Some(seconds) => crate::seconds(seconds, "--write-timeout")?,
-        None => idle_timeout,
+        None => timeouts.idle,
     };
     if args.max_connections == 0 {
         return Err(Error::msg("--max-connections must be at least 1"));
     }
-    files::warn_if_exposed(&args.private_key, "private key");
-    for path in &args.hmac_key {
-        files::warn_if_exposed(path, "HMAC key file");
-    }
-    let chain = files::read_text(&args.cert_chain, "certificate chain")?;
-    let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
-    let mut keys = Vec::new();
-    for path in &args.hmac_key {
-        keys.extend(files::read_keys(path)?);
-    }
-    let mut keys = keys.into_iter();
-    let Some(primary) = keys.next() else {
-        return Err(Error::msg("--hmac-key: no key given"));
-    };
-    let fingerprints: Vec<String> = std::iter::once(&primary)
-        .chain(keys.as_slice())
-        .map(secure_link::HmacKey::fingerprint)
-        .collect();
-    info!("accepting HMAC keys {}", fingerprints.join(", "));
-    let acceptor = keys.fold(
-        SecureAcceptor::new(&chain, &private_key, primary)?,
-        |acceptor, key| acceptor.with_additional_key(key),
-    );
-    let acceptor = acceptor
-        .with_max_frame_len(args.max_frame_len)
-        .with_max_first_frame_len(args.max_first_frame_len)
-        .with_handshake_timeout(handshake_timeout)
-        .with_first_message_timeout(first_message_timeout)
-        .with_idle_timeout(idle_timeout)
-        .with_auth_mode(crate::auth_mode(args.session_bound));
+    let acceptor = ReloadableAcceptor::new(load_acceptor(&args, &timeouts)?);
     let settings = connection::Settings {
         echo: args.echo,
         write_timeout,
@@ -134,6 +107,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     // Before "listening on": a signal sent as soon as that line is seen
     // must find its handler.
     let mut signals = signals::Signals::install()?;
+    let mut reloads = signals::Reloads::install()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|err| Error::msg(format!("cannot listen on {}: {err}", args.listen)))?;
@@ -158,8 +132,16 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 break Err(stdout_failed(ended));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = reloads.next() => match load_acceptor(&args, &timeouts) {
+                // Connections already open keep what they were accepted with.
+                Ok(fresh) => {
+                    acceptor.replace(fresh);
+                    info!("SIGHUP: reloaded the certificate chain, private key and HMAC keys");
+                }
+                Err(err) => warn!("SIGHUP: reload failed, the running configuration stays: {err}"),
+            },
             (tcp, peer, slot) = incoming.next() => {
-                let acceptor = acceptor.clone();
+                let acceptor = acceptor.current();
                 connections.spawn(connection::serve(acceptor, tcp, peer, output.clone(), settings, slot));
             }
         }
@@ -185,6 +167,55 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             "{signal} again during shutdown: exiting at once; messages still queued were not written"
         ))),
     }
+}
+
+/// The timeouts every acceptor gets.
+struct Timeouts {
+    handshake: Duration,
+    first_message: Duration,
+    idle: Duration,
+}
+
+/// Reads the certificate chain, private key and HMAC key files and builds
+/// an acceptor from them: at start, and again on every SIGHUP. Errors name
+/// the file.
+fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Error> {
+    files::warn_if_exposed(&args.private_key, "private key");
+    for path in &args.hmac_key {
+        files::warn_if_exposed(path, "HMAC key file");
+    }
+    let chain = files::read_text(&args.cert_chain, "certificate chain")?;
+    let private_key = zeroize::Zeroizing::new(files::read_text(&args.private_key, "private key")?);
+    let mut keys = Vec::new();
+    for path in &args.hmac_key {
+        keys.extend(files::read_keys(path)?);
+    }
+    let mut keys = keys.into_iter();
+    let Some(primary) = keys.next() else {
+        return Err(Error::msg("--hmac-key: no key given"));
+    };
+    let fingerprints: Vec<String> = std::iter::once(&primary)
+        .chain(keys.as_slice())
+        .map(secure_link::HmacKey::fingerprint)
+        .collect();
+    let acceptor = SecureAcceptor::new(&chain, &private_key, primary).map_err(|err| {
+        Error::msg(format!(
+            "{} / {}: {}",
+            args.cert_chain.display(),
+            args.private_key.display(),
+            files::explain(&err)
+        ))
+    })?;
+    let acceptor = keys
+        .fold(acceptor, SecureAcceptor::with_additional_key)
+        .with_max_frame_len(args.max_frame_len)
+        .with_max_first_frame_len(args.max_first_frame_len)
+        .with_handshake_timeout(timeouts.handshake)
+        .with_first_message_timeout(timeouts.first_message)
+        .with_idle_timeout(timeouts.idle)
+        .with_auth_mode(crate::auth_mode(args.session_bound));
+    info!("accepting HMAC keys {}", fingerprints.join(", "));
+    Ok(acceptor)
 }
 
 fn stdout_failed(ended: Result<std::io::Result<u64>, tokio::task::JoinError>) -> Error {

@@ -1,4 +1,5 @@
-//! The signals that stop `serve`: Ctrl-C (SIGINT) and SIGTERM.
+//! The signals `serve` answers: Ctrl-C (SIGINT) and SIGTERM stop it,
+//! SIGHUP reloads its certificate, private key and HMAC keys.
 
 use crate::Error;
 
@@ -43,5 +44,34 @@ impl Signals {
             Ok(()) => "interrupted",
             Err(_) => std::future::pending().await,
         }
+    }
+}
+
+/// The handler for SIGHUP (reload), installed when this is made.
+pub(crate) struct Reloads {
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Reloads {
+    pub(crate) fn install() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let hangup = signal(SignalKind::hangup())
+                .map_err(|err| Error::msg(format!("cannot watch SIGHUP: {err}")))?;
+            Ok(Reloads { hangup })
+        }
+        #[cfg(not(unix))]
+        Ok(Reloads {})
+    }
+
+    /// The next SIGHUP (never, where there is none).
+    pub(crate) async fn next(&mut self) {
+        #[cfg(unix)]
+        if self.hangup.recv().await.is_some() {
+            return;
+        }
+        std::future::pending().await
     }
 }
