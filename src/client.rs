@@ -83,6 +83,21 @@ impl SecureConnector {
         }
     }
 
+    /// Presents the client certificate `chain_pem` (the client's
+    /// certificate first) signed with `key_pem` when the server asks for
+    /// one (mutual TLS, [`SecureAcceptor::with_client_ca`](crate::SecureAcceptor::with_client_ca)).
+    /// The HMAC key is still required: the certificate adds a per-node
+    /// identity on top of the shared key's authorisation.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Config`] for unusable PEM; [`LinkError::Tls`] if the
+    /// key does not match the certificate.
+    pub fn with_client_cert(mut self, chain_pem: &str, key_pem: &str) -> Result<Self, LinkError> {
+        self.config = tls::with_client_cert(&self.config, chain_pem, key_pem)?;
+        Ok(self)
+    }
+
     /// Sets the largest payload, in bytes, the client sends or accepts
     /// (default [`DEFAULT_MAX_FRAME_LEN`](crate::DEFAULT_MAX_FRAME_LEN)).
     pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {

@@ -91,6 +91,7 @@ mod deadline;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod key;
 mod link;
 mod reload;

@@ -144,6 +144,21 @@ impl SecureAcceptor {
         self
     }
 
+    /// Requires a client certificate that chains to a root in
+    /// `client_ca_pem` (mutual TLS). A client without one, or with one from
+    /// another CA, fails the handshake with [`LinkError::Tls`] (the reason
+    /// in its message), on both ends. [`SecureServer::peer_identity`] then
+    /// names each client. The HMAC key is still required.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Config`] for unusable PEM; [`LinkError::Tls`] if rustls
+    /// rejects a root.
+    pub fn with_client_ca(mut self, client_ca_pem: &str) -> Result<Self, LinkError> {
+        self.config = tls::requiring_client_certs(&self.config, client_ca_pem)?;
+        Ok(self)
+    }
+
     /// Sets how frame tags are computed (default [`AuthMode::Lab`]). Both
     /// ends of a link must use the same mode: a mismatch fails the first
     /// message with [`LinkError::InvalidHmac`].
@@ -308,6 +323,16 @@ impl<IO> SecureServer<IO> {
     /// lost: flush first.
     pub fn into_inner(self) -> TlsStream<IO> {
         self.framed.into_inner().into_inner()
+    }
+
+    /// The client's identity from its certificate (mutual TLS, see
+    /// [`SecureAcceptor::with_client_ca`]): its first DNS name or, failing
+    /// that, its subject's common name. `None` without a client
+    /// certificate. The whole verified chain is in
+    /// `get_ref().1.peer_certificates()`.
+    pub fn peer_identity(&self) -> Option<String> {
+        let (_, conn) = self.get_ref();
+        crate::identity::of(conn.peer_certificates()?.first()?)
     }
 
     /// The fingerprint of the key this connection is pinned to (see

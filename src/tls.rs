@@ -13,11 +13,14 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::ClientConfig;
+use rustls::SignatureScheme;
+use rustls::client::{ClientConfig, ResolvesClientCert};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, version};
 use tokio_rustls::rustls;
 
@@ -93,6 +96,78 @@ pub fn server_config(
         .with_single_cert(chain, key)?;
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// `config` with a client certificate: the client presents `cert_chain_pem`
+/// (its certificate first) signed with `private_key_pem` when the server
+/// asks for one (mutual TLS). The rest of `config` is kept.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if either PEM holds no certificate / key or cannot
+/// be parsed; [`LinkError::Tls`] if the key is unusable or does not match
+/// the certificate.
+pub fn with_client_cert(
+    config: &ClientConfig,
+    cert_chain_pem: &str,
+    private_key_pem: &str,
+) -> Result<Arc<ClientConfig>, LinkError> {
+    let (chain, key) = cert_and_key(cert_chain_pem, private_key_pem)?;
+    let certified = CertifiedKey::from_der(chain, key, config.crypto_provider())?;
+    let mut config = config.clone();
+    config.client_auth_cert_resolver = Arc::new(ClientCertificate(Arc::new(certified)));
+    Ok(Arc::new(config))
+}
+
+/// Always offers the one certificate it holds.
+#[derive(Debug)]
+struct ClientCertificate(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// `config` requiring a client certificate that chains to a root in
+/// `client_ca_pem` (mutual TLS). The server's certificate, its other
+/// settings and its crypto provider are kept; a client without a
+/// certificate, or with one from another CA, fails the handshake.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if the PEM holds no certificate or cannot be
+/// parsed; [`LinkError::Tls`] if rustls rejects a root.
+pub fn requiring_client_certs(
+    config: &ServerConfig,
+    client_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, LinkError> {
+    let provider = config.crypto_provider().clone();
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(root_store(client_ca_pem)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|err| LinkError::config(format!("unusable client CA: {err}")))?;
+    let mut fresh = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(config.cert_resolver.clone());
+    // Everything else as it was (the verifier is the only private part).
+    fresh.send_tls13_tickets = config.send_tls13_tickets;
+    fresh.ignore_client_order = config.ignore_client_order;
+    fresh.max_fragment_size = config.max_fragment_size;
+    fresh.session_storage = config.session_storage.clone();
+    fresh.ticketer = config.ticketer.clone();
+    fresh.alpn_protocols = config.alpn_protocols.clone();
+    fresh.key_log = config.key_log.clone();
+    fresh.max_early_data_size = config.max_early_data_size;
+    fresh.send_half_rtt_data = config.send_half_rtt_data;
+    Ok(Arc::new(fresh))
 }
 
 /// Parses a DNS name or an IP address into a rustls `ServerName`.
