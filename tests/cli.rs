@@ -391,3 +391,62 @@ fn serve_accepts_every_key_of_a_rotation_and_logs_which_one_each_client_used() {
         text(&out.stderr)
     );
 }
+
+/// Mutual TLS with the CLI: `gen-certs` writes a client certificate (one
+/// named `client` by default, more with `--client`), `serve --client-ca`
+/// requires one and logs who connected, `send --cert-chain --private-key`
+/// presents one.
+#[test]
+fn serve_with_a_client_ca_requires_and_names_client_certificates() {
+    let ws = Workspace::new("mtls");
+    for name in ["client-client-chain.pem", "client-client-key.pem"] {
+        assert!(ws.path("pki").join(name).exists(), "{name} missing");
+    }
+    let out = run(
+        &[
+            "gen-certs",
+            "--out",
+            ws.path("nodes").to_str().unwrap(),
+            "--client",
+            "node-1",
+            "--client",
+            "node-2",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(ws.path("nodes/client-node-2-key.pem").exists());
+    let out = run(
+        &[
+            "gen-certs",
+            "--out",
+            ws.path("bad").to_str().unwrap(),
+            "--client",
+            "../x",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    let server = Server::start(
+        &ws,
+        &["--client-ca", ws.path("pki/ca.pem").to_str().unwrap()],
+    );
+    let out = send(&ws, &server, "key.hex", &["no certificate"], "");
+    assert!(!out.status.success());
+    server.wait_stderr("handshake failed");
+
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend([
+        "--cert-chain".into(),
+        ws.arg("pki/client-client-chain.pem"),
+        "--private-key".into(),
+        ws.arg("pki/client-client-key.pem"),
+        "with a certificate".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "with a certificate");
+    server.wait_stderr("connected: client certificate of client");
+}

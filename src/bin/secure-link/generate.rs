@@ -17,6 +17,11 @@ pub(crate) struct CertsArgs {
     /// (repeatable; default: localhost and 127.0.0.1).
     #[arg(long = "name", value_name = "NAME")]
     names: Vec<String>,
+    /// A client certificate to make, for mutual TLS: client-NAME-chain.pem
+    /// and client-NAME-key.pem, signed by the same CA (repeatable; default:
+    /// one named `client`).
+    #[arg(long = "client", value_name = "NAME", default_value = "client")]
+    clients: Vec<String>,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -39,17 +44,40 @@ pub(crate) fn certs(args: &CertsArgs) -> Result<(), Error> {
     } else {
         args.names.clone()
     };
-    let bundle = certs::generate(&names)?;
+    for client in &args.clients {
+        // The name becomes part of file names.
+        let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if client.is_empty() || !client.chars().all(safe) || client.starts_with('.') {
+            return Err(Error::msg(format!(
+                "--client {client:?}: use letters, digits, '-', '_' and '.' (it names files)"
+            )));
+        }
+    }
+    let bundle = certs::generate_with_clients(&names, &args.clients)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|err| Error::msg(format!("cannot create {}: {err}", args.out.display())))?;
-    let files = [
+    let client_files: Vec<(String, String)> = bundle
+        .clients
+        .iter()
+        .map(|c| {
+            (
+                format!("client-{}-chain.pem", c.name),
+                format!("client-{}-key.pem", c.name),
+            )
+        })
+        .collect();
+    let mut files = vec![
         ("ca.pem", bundle.ca_pem.as_str(), false),
         ("server-chain.pem", bundle.chain_pem.as_str(), false),
         ("server-key.pem", bundle.key_pem.as_str(), true),
     ];
+    for (client, (chain, key)) in bundle.clients.iter().zip(&client_files) {
+        files.push((chain.as_str(), client.chain_pem.as_str(), false));
+        files.push((key.as_str(), client.key_pem.as_str(), true));
+    }
     if !args.force {
         // All or nothing: refuse before writing any of them.
-        for (name, _, _) in files {
+        for (name, _, _) in &files {
             let path = args.out.join(name);
             if path.exists() {
                 return Err(Error::msg(format!(
@@ -68,6 +96,12 @@ pub(crate) fn certs(args: &CertsArgs) -> Result<(), Error> {
         dir = args.out.display(),
         names = names.join(", ")
     );
+    for (chain, key) in &client_files {
+        eprintln!(
+            "wrote {dir}/{chain} and {dir}/{key} (mode 0600): a client certificate for mutual TLS",
+            dir = args.out.display()
+        );
+    }
     Ok(())
 }
 

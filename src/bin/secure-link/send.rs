@@ -28,6 +28,13 @@ pub(crate) struct Args {
     /// File holding the shared HMAC key as hex.
     #[arg(long)]
     hmac_key: PathBuf,
+    /// A client certificate chain to present (PEM; mutual TLS, for a
+    /// server run with --client-ca). Needs --private-key.
+    #[arg(long, requires = "private_key")]
+    cert_chain: Option<PathBuf>,
+    /// The private key of --cert-chain (PEM).
+    #[arg(long, requires = "cert_chain")]
+    private_key: Option<PathBuf>,
     /// Largest message sent or accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
     max_frame_len: usize,
@@ -63,6 +70,19 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .with_max_frame_len(args.max_frame_len)
         .with_auth_mode(crate::auth_mode(args.session_bound))
         .with_handshake_timeout(handshake_timeout);
+    let connector = match (&args.cert_chain, &args.private_key) {
+        (Some(chain), Some(key)) => {
+            files::warn_if_exposed(key, "private key");
+            let chain_pem = files::read_text(chain, "certificate chain")?;
+            let key_pem = zeroize::Zeroizing::new(files::read_text(key, "private key")?);
+            connector
+                .with_client_cert(&chain_pem, &key_pem)
+                .map_err(|err| {
+                    Error::msg(format!("{}: {}", chain.display(), files::explain(&err)))
+                })?
+        }
+        _ => connector,
+    };
 
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(&args.connect))
         .await

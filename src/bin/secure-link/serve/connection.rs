@@ -39,7 +39,10 @@ pub(crate) async fn serve(
             return;
         }
     };
-    info!(%peer, "connected");
+    match server.peer_identity() {
+        Some(identity) => info!(%peer, "connected: client certificate of {identity}"),
+        None => info!(%peer, "connected"),
+    }
     let mut count = 0u64;
     while let Some(item) = server.next().await {
         match item {

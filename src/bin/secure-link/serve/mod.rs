@@ -72,6 +72,11 @@ pub(crate) struct Args {
     /// write before the connection is dropped [default: the idle timeout].
     #[arg(long)]
     write_timeout: Option<f64>,
+    /// Require client certificates signed by this CA (PEM; mutual TLS):
+    /// clients without one are refused, and each connection's log names
+    /// the client. The HMAC key is still required.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
     /// Send every message back to its sender.
     #[arg(long)]
     echo: bool,
@@ -176,9 +181,9 @@ struct Timeouts {
     idle: Duration,
 }
 
-/// Reads the certificate chain, private key and HMAC key files and builds
-/// an acceptor from them: at start, and again on every SIGHUP. Errors name
-/// the file.
+/// Reads the certificate chain, private key, client CA and HMAC key files
+/// and builds an acceptor from them: at start, and again on every SIGHUP.
+/// Errors name the file.
 fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Error> {
     files::warn_if_exposed(&args.private_key, "private key");
     for path in &args.hmac_key {
@@ -206,6 +211,15 @@ fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Err
             files::explain(&err)
         ))
     })?;
+    let acceptor = match &args.client_ca {
+        Some(path) => {
+            let pem = files::read_text(path, "client CA")?;
+            acceptor.with_client_ca(&pem).map_err(|err| {
+                Error::msg(format!("{}: {}", path.display(), files::explain(&err)))
+            })?
+        }
+        None => acceptor,
+    };
     let acceptor = keys
         .fold(acceptor, SecureAcceptor::with_additional_key)
         .with_max_frame_len(args.max_frame_len)
