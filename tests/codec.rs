@@ -495,6 +495,16 @@ fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
         assert_eq!(wire.len(), (small.len() - 1 - i) * frame);
     }
 
+    // A 511-byte frame before a 600-byte one: the first is under the
+    // threshold, so it leaves alone even though the second could pair.
+    let mut wire = encode_all(
+        &mut HmacFrameCodec::new(KEY),
+        &[&[1u8; 511][..], &[2u8; 600][..]],
+    );
+    let mut codec = HmacFrameCodec::new(KEY);
+    assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 511]);
+    assert_eq!(wire.len(), LENGTH_LEN + 600 + TAG_LEN);
+
     let mut wire = encode_all(
         &mut HmacFrameCodec::new(KEY),
         &[&[1u8; 600][..], &[2u8; 700][..]],
