@@ -505,6 +505,29 @@ fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
     assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 511]);
     assert_eq!(wire.len(), LENGTH_LEN + 600 + TAG_LEN);
 
+    // The second frame's size decides too: 511 bytes leaves it in the
+    // buffer, 512 pairs it, and so does a second frame exactly at the
+    // maximum.
+    for (second, max, paired) in [(511, 8000, false), (512, 8000, true), (700, 700, true)] {
+        let mut wire = encode_all(
+            &mut HmacFrameCodec::new(KEY),
+            &[&[1u8; 600][..], &vec![2u8; second]],
+        );
+        let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
+        assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 600]);
+        let left = if paired {
+            0
+        } else {
+            LENGTH_LEN + second + TAG_LEN
+        };
+        assert_eq!(
+            wire.len(),
+            left,
+            "second frame of {second} bytes, max {max}"
+        );
+        assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![2u8; second]);
+    }
+
     let mut wire = encode_all(
         &mut HmacFrameCodec::new(KEY),
         &[&[1u8; 600][..], &[2u8; 700][..]],
@@ -768,4 +791,17 @@ fn the_decoder_makes_room_for_the_rest_of_a_frame_up_to_256_kib_ahead() {
         assert!(spare >= room, "{declared}: room for {spare} bytes");
         assert!(spare <= room + 64, "{declared}: room for {spare} bytes");
     }
+    // With part of the body in: room for what is missing of it, and the
+    // next frame.
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::new();
+    buf.put_u32(1000);
+    buf.extend_from_slice(&[0u8; 100]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    let room = (1000 + TAG_LEN - 100) + (LENGTH_LEN + 1000 + TAG_LEN);
+    let spare = buf.capacity() - buf.len();
+    assert!(
+        spare >= room && spare <= room + 64,
+        "room for {spare} bytes"
+    );
 }

@@ -928,3 +928,28 @@ async fn a_reply_larger_than_the_pipe_arrives_whole_without_a_later_write() {
     let received = received.expect("the reply never arrived whole");
     assert_eq!(received.unwrap().unwrap(), reply);
 }
+
+/// Two large messages fed back to back are encoded as a pair whatever
+/// their sizes: a small one before a much larger one, and the reverse.
+#[tokio::test]
+async fn paired_messages_of_very_different_sizes_arrive_intact() {
+    let (connector, acceptor) = endpoints(KEY);
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let sent = vec![
+        Bytes::from(vec![1u8; 600]),
+        Bytes::from(vec![2u8; 50_000]),
+        Bytes::from(vec![3u8; 40_000]),
+        Bytes::from(vec![4u8; 512]),
+    ];
+    let reader = tokio::spawn(async move {
+        let (received, end) = drain(&mut server).await;
+        assert!(end.is_none(), "{end:?}");
+        server.close().await.unwrap();
+        received
+    });
+    for message in &sent {
+        client.feed(message.clone()).await.unwrap();
+    }
+    client.close().await.unwrap();
+    assert_eq!(reader.await.unwrap(), sent);
+}
