@@ -267,7 +267,15 @@ fn session_bound_serve_and_send_interoperate_and_refuse_lab_clients() {
 
 /// `secure-link bench` with `args`, on a short in-memory batched run.
 fn quick_bench(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["bench", "--count", "100", "--rounds", "1"];
+    let mut all = vec![
+        "bench",
+        "--scenario",
+        "throughput",
+        "--count",
+        "100",
+        "--rounds",
+        "1",
+    ];
     all.extend_from_slice(&["--transport", "duplex", "--mode", "batched"]);
     all.extend_from_slice(args);
     run(&all, "")
@@ -282,9 +290,11 @@ fn bench_prints_the_comparison_table() {
         "ours MB/s",
         "P1 MB/s",
         "P2 MB/s",
+        "P2b MB/s",
         "P3 MB/s",
         "ours/P1",
         "ours/P2",
+        "ours/P2b",
         "ours/P3",
     ] {
         assert!(stdout.contains(column), "{column} missing:\n{stdout}");
@@ -306,15 +316,20 @@ fn bench_runs_only_the_peers_asked_for() {
         .lines()
         .find(|line| line.trim_start().starts_with("1 KiB"))
         .unwrap_or_else(|| panic!("no 1 KiB row:\n{stdout}"));
-    // size (2 words), ours MB/s, ours msg/s, P1, P2, P3, ours/P1, ours/P2, ours/P3
+    // size (2 words), ours MB/s, ours msg/s, P1, P2, P2b, P3, ours/P1,
+    // ours/P2, ours/P2b, ours/P3
     let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
-    assert_eq!(cells.len(), 8, "{row}");
+    assert_eq!(cells.len(), 10, "{row}");
     let ran = |cell: &str| cell.parse::<f64>().is_ok_and(|v| v > 0.0);
     assert!(ran(cells[0]) && ran(cells[1]), "ours did not run: {row}");
-    assert_eq!((cells[2], cells[4]), ("-", "-"), "P1 or P3 ran: {row}");
+    assert_eq!(
+        (cells[2], cells[4], cells[5]),
+        ("-", "-", "-"),
+        "P1, P2b or P3 ran: {row}"
+    );
     assert!(ran(cells[3]), "P2 did not run: {row}");
-    assert_eq!((cells[5], cells[7]), ("-", "-"), "{row}");
-    assert!(ran(cells[6]), "no ours/P2 ratio: {row}");
+    assert_eq!((cells[6], cells[8], cells[9]), ("-", "-", "-"), "{row}");
+    assert!(ran(cells[7]), "no ours/P2 ratio: {row}");
 }
 
 /// `send --handshake-timeout` against a listener that accepts TCP and then
@@ -449,4 +464,42 @@ fn serve_with_a_client_ca_requires_and_names_client_certificates() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "with a certificate");
     server.wait_stderr("connected: client certificate of client");
+}
+
+/// `bench --scenario latency`: p50/p99/max per peer and ours against P1
+/// and P2b, for each size.
+#[test]
+fn bench_measures_request_response_latency() {
+    let out = run(
+        &[
+            "bench",
+            "--scenario",
+            "latency",
+            "--count",
+            "50",
+            "--rounds",
+            "1",
+            "--size",
+            "64",
+            "--size",
+            "1024",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for row in ["64 B", "1 KiB"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row:\n{stdout}"));
+        let cells: Vec<&str> = line.split_whitespace().skip(2).collect();
+        assert_eq!(cells.len(), 13, "{line}");
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
+            "{line}"
+        );
+    }
 }

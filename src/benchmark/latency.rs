@@ -1,0 +1,116 @@
+//! Latency: request/response round trips with one request outstanding.
+//! The client sends a message, the server echoes it, the client receives
+//! it; each round trip is timed on its own.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+
+use super::peers::{OverLink, run_over};
+use super::{Peer, Setup, Transport, streams};
+use crate::LinkError;
+
+/// Round trips not counted at the start (connection warm-up).
+const WARM_UP: usize = 50;
+
+/// The round trips of one run, sorted.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    /// Every round trip timed, shortest first.
+    pub round_trips: Vec<Duration>,
+}
+
+impl Latency {
+    /// The `q` quantile (0.0 to 1.0), nearest rank.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let last = self.round_trips.len().checked_sub(1)?;
+        let rank = ((last as f64) * q.clamp(0.0, 1.0)).round() as usize;
+        self.round_trips.get(rank).copied()
+    }
+
+    /// The median round trip.
+    pub fn p50(&self) -> Option<Duration> {
+        self.quantile(0.5)
+    }
+
+    /// The 99th percentile.
+    pub fn p99(&self) -> Option<Duration> {
+        self.quantile(0.99)
+    }
+
+    /// The longest round trip.
+    pub fn max(&self) -> Option<Duration> {
+        self.round_trips.last().copied()
+    }
+}
+
+/// Times `count` request/response round trips of `size`-byte messages
+/// with `peer` over `transport` (after a warm-up of 50). Must run on a
+/// multi-threaded runtime so both ends get a core.
+///
+/// # Errors
+///
+/// Any link failure, or a reply that is not the request.
+pub async fn round_trips(
+    setup: &Setup,
+    peer: Peer,
+    transport: Transport,
+    size: usize,
+    count: usize,
+) -> Result<Latency, LinkError> {
+    let (client_io, server_io) = streams(transport).await?;
+    let job = Echo { size, count };
+    run_over(setup, peer, size.max(1024), client_io, server_io, job).await
+}
+
+struct Echo {
+    size: usize,
+    count: usize,
+}
+
+impl OverLink for Echo {
+    type Output = Latency;
+
+    async fn run<K, R, T, E1, E2>(self, mut client: K, mut server: R) -> Result<Latency, LinkError>
+    where
+        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        // The server echoes until the client goes away.
+        let echo = tokio::spawn(async move {
+            while let Some(Ok(request)) = server.next().await {
+                if server.send(request.into()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let request = Bytes::from(vec![0x5a; self.size]);
+        let mut round_trips = Vec::with_capacity(self.count);
+        for i in 0..WARM_UP + self.count {
+            let started = Instant::now();
+            client.send(request.clone()).await?;
+            let reply = match client.next().await {
+                Some(reply) => reply?,
+                None => return Err(LinkError::Truncated),
+            };
+            let elapsed = started.elapsed();
+            if reply.as_ref() != request.as_ref() {
+                return Err(LinkError::Io(std::io::Error::other(
+                    "the reply is not the request",
+                )));
+            }
+            if i >= WARM_UP {
+                round_trips.push(elapsed);
+            }
+        }
+        drop(client);
+        let _ = echo.await;
+        round_trips.sort();
+        Ok(Latency { round_trips })
+    }
+}

@@ -1,0 +1,179 @@
+//! The link benchmark shared by `secure-link bench` and `benches/link.rs`:
+//! this crate against the same peers on the same machine, in the same run,
+//! one file per scenario (`throughput.rs`, `latency.rs`) and one for the
+//! peers (`peers.rs`).
+//!
+//! * **ours**: [`SecureConnector`] / [`SecureAcceptor`].
+//! * **P1**: tokio-rustls + tokio-util `LengthDelimitedCodec` on the same
+//!   TLS configurations, with the same 128 KiB write buffer: no HMAC at all,
+//!   the ceiling.
+//! * **P2**: tokio-rustls + a straightforward hand-written
+//!   `len | payload | HMAC` codec (keyed per message) with default `Framed`
+//!   settings, on the same TLS configurations.
+//! * **P2b**: P2 as a careful author writes it: HMAC keyed once and the
+//!   keyed state cloned per frame; still default `Framed`.
+//! * **P3**: P2 on tokio-rustls' out-of-the-box configuration (the
+//!   provider's default suites and key exchange, TLS 1.2 and 1.3, session
+//!   tickets).
+//!
+//! Not part of the stable API.
+
+mod latency;
+mod peers;
+mod throughput;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::rustls::{ClientConfig, ServerConfig};
+
+use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
+
+pub use latency::{Latency, round_trips};
+pub use throughput::transfer;
+
+/// The implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// This crate.
+    Ours,
+    /// tokio-rustls + `LengthDelimitedCodec`, no HMAC (the ceiling).
+    P1,
+    /// tokio-rustls + a hand-written HMAC codec, default `Framed`.
+    P2,
+    /// P2 with the HMAC keyed once and cloned per frame.
+    P2b,
+    /// P2 on tokio-rustls' default TLS configuration.
+    P3,
+}
+
+impl Peer {
+    /// All five, in table order.
+    pub const ALL: [Peer; 5] = [Peer::Ours, Peer::P1, Peer::P2, Peer::P2b, Peer::P3];
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Peer::Ours => "ours",
+            Peer::P1 => "P1",
+            Peer::P2 => "P2",
+            Peer::P2b => "P2b",
+            Peer::P3 => "P3",
+        })
+    }
+}
+
+/// The byte stream under the TLS link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `tokio::io::duplex` with a 1 MiB buffer.
+    Duplex,
+    /// TCP over 127.0.0.1 (Nagle off).
+    Tcp,
+}
+
+/// How the client hands messages to the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// `feed` every message, one `flush` at the end (what `send_all` does).
+    Batched,
+    /// `send` (encode + flush) each message.
+    PerMessage,
+}
+
+/// Certificates, key and TLS configurations shared by all runs.
+#[derive(Debug)]
+pub struct Setup {
+    pub(crate) key: HmacKey,
+    pub(crate) ours_client: Arc<ClientConfig>,
+    pub(crate) ours_server: Arc<ServerConfig>,
+    pub(crate) default_client: Arc<ClientConfig>,
+    pub(crate) default_server: Arc<ServerConfig>,
+}
+
+impl Setup {
+    /// Fresh certificates and key; the configurations of every peer.
+    ///
+    /// # Errors
+    ///
+    /// Certificate generation or configuration failures.
+    pub fn new() -> Result<Self, LinkError> {
+        let pki = crate::certs::generate(&["localhost"])?;
+        Ok(Setup {
+            key: HmacKey::generate()?,
+            ours_client: tls::client_config(&pki.ca_pem)?,
+            ours_server: tls::server_config(&pki.chain_pem, &pki.key_pem)?,
+            default_client: peers::default_client_config(&pki)?,
+            default_server: peers::default_server_config(&pki)?,
+        })
+    }
+
+    /// A connector and an acceptor of this crate.
+    pub fn ours(&self) -> (SecureConnector, SecureAcceptor) {
+        (
+            SecureConnector::from_config(self.ours_client.clone(), &self.key),
+            SecureAcceptor::from_config(self.ours_server.clone(), &self.key),
+        )
+    }
+}
+
+/// One measured transfer.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// From the first message handed to the client until the server has
+    /// received the last one.
+    pub elapsed: Duration,
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// Messages moved.
+    pub messages: u64,
+}
+
+impl Sample {
+    /// Payload throughput in MB/s (10^6 bytes).
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+
+    /// Messages per second.
+    pub fn messages_per_s(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A connected pair of byte streams of `transport`: client end, server end.
+pub(crate) async fn streams(transport: Transport) -> Result<(Box<dyn Io>, Box<dyn Io>), LinkError> {
+    match transport {
+        Transport::Duplex => {
+            let (client, server) = tokio::io::duplex(1024 * 1024);
+            Ok((Box::new(client), Box::new(server)))
+        }
+        Transport::Tcp => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let (client, accepted) =
+                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+            let (client, server) = (client?, accepted?.0);
+            client.set_nodelay(true)?;
+            server.set_nodelay(true)?;
+            Ok((Box::new(client), Box::new(server)))
+        }
+    }
+}
+
+/// A byte stream a link can run over.
+pub(crate) trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// The median of `samples` by throughput.
+pub fn median(samples: &[Sample]) -> Option<Sample> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by_key(|s| s.elapsed);
+    sorted.get(sorted.len() / 2).copied()
+}

@@ -1,0 +1,290 @@
+//! The implementations measured against this crate (see the module
+//! documentation of `benchmark`), and the one way every scenario connects
+//! a client and a server of any of them.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{Sink, Stream};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
+
+use super::{Peer, Setup};
+use crate::certs::CertBundle;
+use crate::{LinkError, tls};
+
+/// A scenario run over one link: given the client and the server end of
+/// whichever peer, it measures something.
+pub(crate) trait OverLink {
+    type Output;
+
+    fn run<K, R, T, E1, E2>(
+        self,
+        client: K,
+        server: R,
+    ) -> impl Future<Output = Result<Self::Output, LinkError>>
+    where
+        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>;
+}
+
+/// Connects a client and a server of `peer` over `client_io`/`server_io`
+/// (the handshake is not part of any measurement) and runs `job` on them.
+pub(crate) async fn run_over<C, S, J>(
+    setup: &Setup,
+    peer: Peer,
+    max: usize,
+    client_io: C,
+    server_io: S,
+    job: J,
+) -> Result<J::Output, LinkError>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    J: OverLink,
+{
+    match peer {
+        Peer::Ours => {
+            let (connector, acceptor) = setup.ours();
+            let (connector, acceptor) = (
+                connector.with_max_frame_len(max),
+                acceptor.with_max_frame_len(max),
+            );
+            let (client, server) = tokio::join!(
+                connector.connect("localhost", client_io),
+                acceptor.accept(server_io)
+            );
+            job.run(client?, server?).await
+        }
+        Peer::P1 => {
+            let (client, server) =
+                raw_tls(&setup.ours_client, &setup.ours_server, client_io, server_io).await?;
+            let codec = || {
+                LengthDelimitedCodec::builder()
+                    .max_frame_length(max)
+                    .new_codec()
+            };
+            let mut client = Framed::new(client, codec());
+            client.set_backpressure_boundary(128 * 1024);
+            let mut server = Framed::new(server, codec());
+            server.set_backpressure_boundary(128 * 1024);
+            job.run(client, server).await
+        }
+        Peer::P2 | Peer::P3 => {
+            let (client_config, server_config) = if peer == Peer::P2 {
+                (&setup.ours_client, &setup.ours_server)
+            } else {
+                (&setup.default_client, &setup.default_server)
+            };
+            let (client, server) =
+                raw_tls(client_config, server_config, client_io, server_io).await?;
+            let codec = NaiveHmacCodec {
+                key: setup.key.as_bytes().to_vec(),
+                max,
+            };
+            let client = Framed::new(client, codec.clone());
+            let server = Framed::new(server, codec);
+            job.run(client, server).await
+        }
+        Peer::P2b => {
+            let (client, server) =
+                raw_tls(&setup.ours_client, &setup.ours_server, client_io, server_io).await?;
+            let codec = KeyedOnceHmacCodec::new(setup.key.as_bytes(), max);
+            let client = Framed::new(client, codec.clone());
+            let server = Framed::new(server, codec);
+            job.run(client, server).await
+        }
+    }
+}
+
+/// rustls' default provider for this build: what `ClientConfig::builder()`
+/// would pick (aws-lc-rs when enabled).
+fn default_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
+pub(super) fn default_client_config(pki: &CertBundle) -> Result<Arc<ClientConfig>, LinkError> {
+    let config = ClientConfig::builder_with_provider(default_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(tls::root_store(&pki.ca_pem)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+pub(super) fn default_server_config(pki: &CertBundle) -> Result<Arc<ServerConfig>, LinkError> {
+    let (chain, key) = tls::cert_and_key(&pki.chain_pem, &pki.key_pem)?;
+    let config = ServerConfig::builder_with_provider(default_provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+pub(super) async fn raw_tls<C, S>(
+    client_config: &Arc<ClientConfig>,
+    server_config: &Arc<ServerConfig>,
+    client_io: C,
+    server_io: S,
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<C>,
+        tokio_rustls::server::TlsStream<S>,
+    ),
+    LinkError,
+>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = tls::server_name("localhost")?;
+    let (client, server) = tokio::join!(
+        TlsConnector::from(client_config.clone()).connect(name, client_io),
+        TlsAcceptor::from(server_config.clone()).accept(server_io)
+    );
+    Ok((client?, server?))
+}
+
+/// The straightforward codec a user would write first: re-keys HMAC per
+/// message, waits for the whole frame before reserving.
+#[derive(Clone)]
+struct NaiveHmacCodec {
+    key: Vec<u8>,
+    max: usize,
+}
+
+impl NaiveHmacCodec {
+    fn mac(&self) -> Hmac<Sha256> {
+        match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        }
+    }
+}
+
+impl Encoder<Bytes> for NaiveHmacCodec {
+    type Error = LinkError;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
+        let mut mac = self.mac();
+        mac.update(&item);
+        dst.put_u32(item.len() as u32);
+        dst.extend_from_slice(&item);
+        dst.extend_from_slice(&mac.finalize().into_bytes());
+        Ok(())
+    }
+}
+
+impl Decoder for NaiveHmacCodec {
+    type Item = Bytes;
+    type Error = LinkError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max {
+            return Err(LinkError::FrameTooLarge {
+                len: len as u64,
+                max: self.max as u64,
+            });
+        }
+        if src.len() < 4 + len + 32 {
+            return Ok(None);
+        }
+        src.advance(4);
+        let payload = src.split_to(len).freeze();
+        let tag = src.split_to(32);
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&tag).map_err(|_| LinkError::InvalidHmac)?;
+        Ok(Some(payload))
+    }
+}
+
+impl fmt::Debug for NaiveHmacCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NaiveHmacCodec").finish_non_exhaustive()
+    }
+}
+
+/// P2b: the same format, written carefully: HMAC keyed once, the keyed
+/// state cloned per frame (PITFALLS.md: re-keying costs ~70 ns a frame).
+#[derive(Clone)]
+struct KeyedOnceHmacCodec {
+    keyed: Hmac<Sha256>,
+    max: usize,
+}
+
+impl KeyedOnceHmacCodec {
+    fn new(key: &[u8], max: usize) -> Self {
+        let keyed = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        KeyedOnceHmacCodec { keyed, max }
+    }
+}
+
+impl Encoder<Bytes> for KeyedOnceHmacCodec {
+    type Error = LinkError;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
+        let mut mac = self.keyed.clone();
+        mac.update(&item);
+        dst.reserve(4 + item.len() + 32);
+        dst.put_u32(item.len() as u32);
+        dst.extend_from_slice(&item);
+        dst.extend_from_slice(&mac.finalize().into_bytes());
+        Ok(())
+    }
+}
+
+impl Decoder for KeyedOnceHmacCodec {
+    type Item = Bytes;
+    type Error = LinkError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max {
+            return Err(LinkError::FrameTooLarge {
+                len: len as u64,
+                max: self.max as u64,
+            });
+        }
+        if src.len() < 4 + len + 32 {
+            src.reserve(4 + len + 32 - src.len());
+            return Ok(None);
+        }
+        src.advance(4);
+        let payload = src.split_to(len).freeze();
+        let tag = src.split_to(32);
+        let mut mac = self.keyed.clone();
+        mac.update(&payload);
+        mac.verify_slice(&tag).map_err(|_| LinkError::InvalidHmac)?;
+        Ok(Some(payload))
+    }
+}
+
+impl fmt::Debug for KeyedOnceHmacCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedOnceHmacCodec").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,106 @@
+//! Throughput: messages of one size client -> server, batched or one
+//! flush per message.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+
+use super::peers::{OverLink, run_over};
+use super::{Mode, Peer, Sample, Setup, Transport, streams};
+use crate::LinkError;
+
+/// Sends `count` messages of `size` bytes client → server with `peer` over
+/// `transport` and times it (the handshake is not timed). Must run on a
+/// multi-threaded runtime so both ends get a core.
+///
+/// # Errors
+///
+/// Any link failure, or a receiver that counted the wrong bytes.
+pub async fn transfer(
+    setup: &Setup,
+    peer: Peer,
+    transport: Transport,
+    mode: Mode,
+    size: usize,
+    count: usize,
+) -> Result<Sample, LinkError> {
+    let (client_io, server_io) = streams(transport).await?;
+    let job = Pump { mode, size, count };
+    run_over(setup, peer, size.max(1024), client_io, server_io, job).await
+}
+
+/// Sends `count` messages of `size` bytes, timing until the server has
+/// received the last.
+struct Pump {
+    mode: Mode,
+    size: usize,
+    count: usize,
+}
+
+impl OverLink for Pump {
+    type Output = Sample;
+
+    async fn run<K, R, T, E1, E2>(self, client: K, server: R) -> Result<Sample, LinkError>
+    where
+        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        pump(client, server, self.mode, self.size, self.count).await
+    }
+}
+
+async fn pump<K, R, T, E1, E2>(
+    mut client: K,
+    mut server: R,
+    mode: Mode,
+    size: usize,
+    count: usize,
+) -> Result<Sample, LinkError>
+where
+    K: Sink<Bytes, Error = E1> + Unpin,
+    R: Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+    T: AsRef<[u8]> + Send + 'static,
+    E2: Send + 'static,
+    LinkError: From<E1> + From<E2>,
+{
+    let message = Bytes::from(vec![0x5a; size]);
+    let receiver = tokio::spawn(async move {
+        let mut bytes = 0u64;
+        for _ in 0..count {
+            match server.next().await {
+                Some(Ok(m)) => bytes += m.as_ref().len() as u64,
+                Some(Err(err)) => return Err(LinkError::from(err)),
+                None => return Err(LinkError::Truncated),
+            }
+        }
+        Ok((Instant::now(), bytes, server))
+    });
+    let started = Instant::now();
+    for _ in 0..count {
+        match mode {
+            Mode::Batched => client.feed(message.clone()).await?,
+            Mode::PerMessage => client.send(message.clone()).await?,
+        }
+    }
+    client.flush().await?;
+    let (finished, bytes, server) = receiver
+        .await
+        .map_err(|e| LinkError::Io(std::io::Error::other(e)))??;
+    drop((client, server));
+    let expected = (size * count) as u64;
+    if bytes != expected {
+        return Err(LinkError::Io(std::io::Error::other(format!(
+            "the receiver counted {bytes} payload bytes, expected {expected}"
+        ))));
+    }
+    Ok(Sample {
+        elapsed: finished - started,
+        bytes,
+        messages: count as u64,
+    })
+}

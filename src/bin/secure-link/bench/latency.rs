@@ -1,0 +1,116 @@
+//! `bench --scenario latency`: request/response round trips over
+//! 127.0.0.1 TCP with one request outstanding; p50, p99 and max per peer,
+//! and ours against P1 (raw TLS framing) and P2b.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secure_link::benchmark::{Latency, Peer, Setup, Transport, round_trips};
+
+use super::{Args, cell, human, progress};
+use crate::Error;
+
+/// The peers of the latency table: the ceiling, the careful hand-written
+/// codec, and ours.
+const PEERS: [Peer; 3] = [Peer::Ours, Peer::P1, Peer::P2b];
+
+pub(super) async fn run(
+    setup: &Setup,
+    args: &Args,
+    peers: &[Peer],
+    tour: bool,
+) -> Result<(), Error> {
+    let sizes: &[usize] = if args.sizes.is_empty() {
+        &[64, 1024, 64 * 1024]
+    } else {
+        &args.sizes
+    };
+    let count = args.count.unwrap_or(if tour { 500 } else { 5_000 }).max(1);
+    let rounds = if tour { 1 } else { args.rounds };
+    let peers: Vec<Peer> = PEERS.into_iter().filter(|p| peers.contains(p)).collect();
+    let progress = progress(rounds * sizes.len() * peers.len());
+    // Every round trip of every round, per case: the percentiles are over
+    // all of them (rounds are interleaved, so drift hits every peer).
+    let mut all: HashMap<(usize, Peer), Vec<Duration>> = HashMap::new();
+    for _ in 0..rounds {
+        for &size in sizes {
+            for &peer in &peers {
+                progress.set_message(format!("latency {size} B {peer}"));
+                let run = round_trips(setup, peer, Transport::Tcp, size, count).await?;
+                all.entry((size, peer)).or_default().extend(run.round_trips);
+                progress.inc(1);
+            }
+        }
+    }
+    progress.finish_and_clear();
+
+    outln!(
+        "secure-link bench, latency: request/response over 127.0.0.1 TCP, one outstanding, \
+         {count} round trips x {rounds} round(s) per case"
+    );
+    outln!("times in microseconds; ours/P1 and ours/P2b compare p50 and p99\n");
+    outln!(
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11}",
+        "size",
+        "ours p50",
+        "ours p99",
+        "ours max",
+        "P1 p50",
+        "P1 p99",
+        "P1 max",
+        "P2b p50",
+        "P2b p99",
+        "P2b max",
+        "/P1 p50",
+        "/P1 p99",
+        "/P2b p50",
+        "/P2b p99"
+    );
+    for &size in sizes {
+        let latency = |peer| {
+            all.get(&(size, peer)).map(|runs| {
+                let mut round_trips = runs.clone();
+                round_trips.sort();
+                Latency { round_trips }
+            })
+        };
+        let micros = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e6);
+        let pick =
+            |peer, q: fn(&Latency) -> Option<Duration>| micros(latency(peer).as_ref().and_then(q));
+        let (o50, o99, omax) = (
+            pick(Peer::Ours, Latency::p50),
+            pick(Peer::Ours, Latency::p99),
+            pick(Peer::Ours, Latency::max),
+        );
+        let (a50, a99, amax) = (
+            pick(Peer::P1, Latency::p50),
+            pick(Peer::P1, Latency::p99),
+            pick(Peer::P1, Latency::max),
+        );
+        let (b50, b99, bmax) = (
+            pick(Peer::P2b, Latency::p50),
+            pick(Peer::P2b, Latency::p99),
+            pick(Peer::P2b, Latency::max),
+        );
+        let ratio = |ours: Option<f64>, other: Option<f64>| ours.zip(other).map(|(o, p)| o / p);
+        outln!(
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11}",
+            human(size),
+            cell(o50, 0),
+            cell(o99, 0),
+            cell(omax, 0),
+            cell(a50, 0),
+            cell(a99, 0),
+            cell(amax, 0),
+            cell(b50, 0),
+            cell(b99, 0),
+            cell(bmax, 0),
+            cell(ratio(o50, a50), 2),
+            cell(ratio(o99, a99), 2),
+            cell(ratio(o50, b50), 2),
+            cell(ratio(o99, b99), 2)
+        );
+    }
+    outln!();
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `bench`: this crate against the same peers (see
+//! `secure_link::benchmark`), interleaved in one run, medians and ratios in
+//! a table; one file per scenario.
+
+mod latency;
+mod throughput;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use secure_link::benchmark::{Peer, Setup, Transport};
+
+use crate::Error;
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// What to measure. The default tour runs a short throughput and
+    /// latency pass in well under a minute; name a scenario for its full
+    /// defaults.
+    #[arg(long, value_enum, default_value_t = Scenario::Tour)]
+    scenario: Scenario,
+    /// Message sizes in bytes (repeatable; default: per scenario).
+    #[arg(long = "size", value_name = "BYTES")]
+    sizes: Vec<usize>,
+    /// Messages (or round trips) per run (default: per scenario).
+    #[arg(long)]
+    count: Option<usize>,
+    /// The byte stream under TLS (throughput; latency is always TCP).
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
+    /// Batched (feed + flush), per message (send), or both (throughput).
+    #[arg(long, value_enum, default_value_t = throughput::ModeArg::Both)]
+    mode: throughput::ModeArg,
+    /// Interleaved rounds; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Run only these implementations (repeatable; default: all). Columns
+    /// of the others show "-"; useful under a profiler.
+    #[arg(long = "peer", value_enum)]
+    peers: Vec<PeerArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Throughput then latency, short.
+    Tour,
+    /// Messages client -> server, MB/s and messages/s.
+    Throughput,
+    /// Request/response round trips over TCP, one outstanding: p50, p99, max.
+    Latency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PeerArg {
+    Ours,
+    P1,
+    P2,
+    P2b,
+    P3,
+}
+
+impl From<PeerArg> for Peer {
+    fn from(peer: PeerArg) -> Self {
+        match peer {
+            PeerArg::Ours => Peer::Ours,
+            PeerArg::P1 => Peer::P1,
+            PeerArg::P2 => Peer::P2,
+            PeerArg::P2b => Peer::P2b,
+            PeerArg::P3 => Peer::P3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Duplex,
+    Tcp,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    if args.rounds == 0 {
+        return Err(Error::msg("nothing to run: give at least one round"));
+    }
+    // Table order, each once, whatever the order and repeats on the command line.
+    let peers: Vec<Peer> = Peer::ALL
+        .into_iter()
+        .filter(|&peer| args.peers.is_empty() || args.peers.iter().any(|&p| Peer::from(p) == peer))
+        .collect();
+    let transport = match args.transport {
+        TransportArg::Duplex => Transport::Duplex,
+        TransportArg::Tcp => Transport::Tcp,
+    };
+    let setup = Setup::new()?;
+    match args.scenario {
+        Scenario::Throughput => throughput::run(&setup, &args, &peers, transport, false).await,
+        Scenario::Latency => latency::run(&setup, &args, &peers, false).await,
+        Scenario::Tour => {
+            throughput::run(&setup, &args, &peers, transport, true).await?;
+            latency::run(&setup, &args, &peers, true).await
+        }
+    }
+}
+
+/// A progress bar over `total` runs (stderr; hidden when not a terminal).
+fn progress(total: usize) -> ProgressBar {
+    ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+/// `value` with `decimals` decimals, or "-" for a peer that did not run.
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn human(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
