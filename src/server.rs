@@ -240,10 +240,11 @@ impl SecureAcceptor {
 /// How a key is named in logs: its fingerprint, or its position for a key
 /// too short to fingerprint.
 fn key_id(key: &HmacKey, index: usize) -> String {
-    if key.len() < crate::MIN_FINGERPRINT_KEY_LEN {
-        format!("{}-{index}", crate::SHORT_KEY_FINGERPRINT)
+    let fingerprint = key.fingerprint();
+    if fingerprint == crate::SHORT_KEY_FINGERPRINT {
+        format!("{fingerprint}-{index}")
     } else {
-        key.fingerprint()
+        fingerprint
     }
 }
 

@@ -433,3 +433,51 @@ async fn the_client_stream_is_terminated_only_after_its_end_and_kept_replies() {
     assert!(client.is_terminated());
     within("replier", replier).await.unwrap();
 }
+
+/// The byte count of kept replies goes down as the stream takes them: with
+/// 20 replies of 64 KiB, `close()` fills its 1 MiB, a reader takes 10 and
+/// parks, and `close()` has room for the other 4 and the close_notify.
+#[tokio::test(start_paused = true)]
+async fn taking_replies_frees_the_bytes_they_held_in_the_close_queue() {
+    const REPLIES: usize = 20;
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let replier = tokio::spawn(async move {
+        assert_eq!(server.next().await.unwrap().unwrap(), "go");
+        for i in 0..REPLIES {
+            server
+                .feed(Bytes::from(vec![i as u8; 64 * 1024]))
+                .await
+                .unwrap();
+        }
+        server.flush().await.unwrap();
+        assert!(server.next().await.is_none());
+        server.close().await.unwrap();
+    });
+    let (mut tx, mut rx) = client.split();
+    tx.feed("go".into()).await.unwrap();
+    let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        full_rx.await.unwrap();
+        for i in 0..10 {
+            assert_eq!(rx.next().await.unwrap().unwrap(), vec![i as u8; 64 * 1024]);
+        }
+        rx // parked
+    });
+    let started = Instant::now();
+    let closing = tokio::spawn(async move { tx.close().await });
+    tokio::time::sleep(Duration::from_secs(1)).await; // close() fills its queue
+    full_tx.send(()).unwrap();
+    let mut rx = within("reader", reader).await.unwrap();
+    let closed = within("close", closing).await.unwrap();
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
+    let mut rest = 0;
+    while let Some(item) = rx.next().await {
+        assert_eq!(item.unwrap(), vec![(10 + rest) as u8; 64 * 1024]);
+        rest += 1;
+    }
+    assert_eq!(rest, REPLIES - 10);
+    within("replier", replier).await.unwrap();
+}

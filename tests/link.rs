@@ -922,7 +922,7 @@ async fn a_reply_larger_than_the_pipe_arrives_whole_without_a_later_write() {
     let reply = Bytes::from(vec![5u8; 300 * 1024]);
     let (sent, received) = tokio::join!(
         server.send(reply.clone()),
-        tokio::time::timeout(Duration::from_secs(30), client.next())
+        tokio::time::timeout(Duration::from_secs(10), client.next())
     );
     sent.unwrap();
     let received = received.expect("the reply never arrived whole");
