@@ -508,13 +508,18 @@ fn frames_below_the_pair_threshold_or_too_large_are_verified_alone() {
     // The second frame's size decides too: 511 bytes leaves it in the
     // buffer, 512 pairs it, and so does a second frame exactly at the
     // maximum.
-    for (second, max, paired) in [(511, 8000, false), (512, 8000, true), (700, 700, true)] {
+    for (first, second, max, paired) in [
+        (600, 511, 8000, false),
+        (600, 512, 8000, true),
+        (600, 700, 700, true),
+        (512, 600, 8000, true),
+    ] {
         let mut wire = encode_all(
             &mut HmacFrameCodec::new(KEY),
-            &[&[1u8; 600][..], &vec![2u8; second]],
+            &[&vec![1u8; first], &vec![2u8; second]],
         );
         let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
-        assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; 600]);
+        assert_eq!(codec.decode(&mut wire).unwrap().unwrap(), vec![1u8; first]);
         let left = if paired {
             0
         } else {
@@ -804,4 +809,14 @@ fn the_decoder_makes_room_for_the_rest_of_a_frame_up_to_256_kib_ahead() {
         spare >= room && spare <= room + 64,
         "room for {spare} bytes"
     );
+
+    // A buffer with some room already, but not enough: it grows.
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::with_capacity(2000);
+    buf.put_u32(1000);
+    buf.extend_from_slice(&[0u8; 900]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    let room = (1000 + TAG_LEN - 900) + (LENGTH_LEN + 1000 + TAG_LEN);
+    let spare = buf.capacity() - buf.len();
+    assert!(spare >= room, "room for {spare} bytes, {room} needed");
 }
