@@ -87,6 +87,11 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// alone can make a receiver allocate.
 const MAX_RESERVE_AHEAD: usize = 256 * 1024;
 
+/// The smallest fresh allocation the decoder makes for its read buffer, and
+/// the initial capacity of the read buffers of this crate's links: reads
+/// of up to 32 KiB take many small frames at a time.
+pub(crate) const MIN_READ_BUFFER: usize = 32 * 1024;
+
 /// The largest payload the format can describe (`u32::MAX`), or on a
 /// target whose `usize` is 32 bits, the largest for which two whole frames
 /// (payloads, prefixes and tags) still have a length that fits a `usize`.
@@ -128,6 +133,10 @@ pub struct HmacFrameCodec {
     max_frame_len: usize,
     /// The limit for frames received before one has verified, if lower.
     first_frame_max_len: Option<usize>,
+    /// The limit on the next frame received: the first-frame limit until a
+    /// frame verified, `max_frame_len` after (kept in step by the setters
+    /// and `pin`, so the hot path compares with one field).
+    receive_max: usize,
     read: ReadState,
     /// A frame verified together with the one before it (see
     /// [`PAIR_MIN_LEN`]) and not returned yet. The codec owns it, so what a
@@ -213,6 +222,7 @@ impl HmacFrameCodec {
             session: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             first_frame_max_len: None,
+            receive_max: DEFAULT_MAX_FRAME_LEN,
             read: ReadState::Head,
             verified: None,
         }
@@ -247,6 +257,7 @@ impl HmacFrameCodec {
         });
         codec.max_frame_len = self.max_frame_len;
         codec.first_frame_max_len = self.first_frame_max_len;
+        codec.receive_max = self.receive_max;
         codec
     }
 
@@ -255,6 +266,7 @@ impl HmacFrameCodec {
     /// capped to it.
     pub fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
         self.max_frame_len = max_frame_len.min(FORMAT_MAX_FRAME_LEN);
+        self.receive_max = self.receive_limit();
         self
     }
 
@@ -301,10 +313,12 @@ impl HmacFrameCodec {
     /// `max_frame_len` allows authenticated peers.
     pub fn with_max_first_frame_len(mut self, max_first_frame_len: usize) -> Self {
         self.first_frame_max_len = Some(max_first_frame_len.min(FORMAT_MAX_FRAME_LEN));
+        self.receive_max = self.receive_limit();
         self
     }
 
-    /// The limit that applies to the next frame received.
+    /// The limit that applies to the next frame received (what
+    /// `receive_max` holds).
     fn receive_limit(&self) -> usize {
         match self.first_frame_max_len {
             Some(first) if self.pinned.is_none() => first.min(self.max_frame_len),
@@ -423,6 +437,7 @@ impl HmacFrameCodec {
     fn pin(&mut self, key: usize) {
         self.pinned = Some(key);
         self.candidates.clear();
+        self.receive_max = self.max_frame_len;
     }
 
     /// Advances the session-bound send counter past `frames` frames.
@@ -521,19 +536,21 @@ fn put_frame(dst: &mut BytesMut, payload: &[u8], mac: Hmac<Sha256>) {
     dst.extend_from_slice(&mac.finalize().into_bytes());
 }
 
-/// Makes room for `ahead` more bytes in `src`. Where that needs a larger
-/// allocation, it is a fresh one of exactly the bytes held plus `ahead`:
-/// `BytesMut::reserve` would size the new allocation from the old one,
+/// Makes room for `ahead` more bytes in `src`: in place if the buffer can
+/// take them, or reclaim the space of bytes already consumed without
+/// allocating; otherwise in a fresh allocation of exactly the bytes held
+/// plus `ahead`, and at least [`MIN_READ_BUFFER`] (so reads stay large).
+/// `BytesMut::reserve` would size a new allocation from the old one,
 /// consumed bytes included, and double it, so the real allocation could
 /// be far more than the decoder asked for. Callers bound `ahead` by the
 /// larger of `MAX_RESERVE_AHEAD` and the bytes held, so the allocation
 /// grows at least geometrically for a large frame (copies stay linear in
 /// its size) and never exceeds twice what is held plus `MAX_RESERVE_AHEAD`.
 fn grow_read_buffer(src: &mut BytesMut, ahead: usize) {
-    if src.capacity() - src.len() >= ahead {
+    if src.try_reclaim(ahead) {
         return;
     }
-    let mut fresh = BytesMut::with_capacity(src.len() + ahead);
+    let mut fresh = BytesMut::with_capacity((src.len() + ahead).max(MIN_READ_BUFFER));
     fresh.extend_from_slice(src);
     *src = fresh;
 }
@@ -612,11 +629,10 @@ impl Decoder for HmacFrameCodec {
                 let Some(payload_len) = declared_len(src) else {
                     return Ok(None);
                 };
-                let limit = self.receive_limit();
-                if payload_len > limit {
+                if payload_len > self.receive_max {
                     return Err(LinkError::FrameTooLarge {
                         len: payload_len as u64,
-                        max: limit as u64,
+                        max: self.receive_max as u64,
                     });
                 }
                 src.advance(LENGTH_LEN);

@@ -23,7 +23,7 @@ use crate::{HmacFrameCodec, LinkError};
 pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Initial capacity of the read buffer; it grows as frames need.
-pub(crate) const READ_BUFFER_CAPACITY: usize = 32 * 1024;
+pub(crate) const READ_BUFFER_CAPACITY: usize = crate::codec::MIN_READ_BUFFER;
 
 /// `io` framed with `codec`, buffered as described above.
 pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) -> FramedLink<T> {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::peers::{OverLink, run_over};
-use super::{Peer, Setup, Transport, streams};
+use super::{DUPLEX_BUFFER, Peer, Setup, Transport, tcp_pair};
 use crate::LinkError;
 
 /// Round trips not counted at the start (connection warm-up).
@@ -46,8 +46,14 @@ impl Latency {
 }
 
 /// Times `count` request/response round trips of `size`-byte messages
-/// with `peer` over `transport` (after a warm-up of 50). Must run on a
-/// multi-threaded runtime so both ends get a core.
+/// with `peer` over `transport` (after a warm-up of 50).
+///
+/// Both ends run where this is awaited. On a multi-threaded runtime, where
+/// the scheduler happens to place the echo task relative to the client
+/// (same worker or not) changes a round trip several-fold, and differs from
+/// run to run; `secure-link bench` therefore runs each case on a
+/// current-thread runtime of its own, so every peer pays the same
+/// scheduling and the table compares the implementations.
 ///
 /// # Errors
 ///
@@ -59,9 +65,18 @@ pub async fn round_trips(
     size: usize,
     count: usize,
 ) -> Result<Latency, LinkError> {
-    let (client_io, server_io) = streams(transport).await?;
     let job = Echo { size, count };
-    run_over(setup, peer, size.max(1024), client_io, server_io, job).await
+    let max = size.max(1024);
+    match transport {
+        Transport::Duplex => {
+            let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
+            run_over(setup, peer, max, client, server, job).await
+        }
+        Transport::Tcp => {
+            let (client, server) = tcp_pair().await?;
+            run_over(setup, peer, max, client, server, job).await
+        }
+    }
 }
 
 struct Echo {

@@ -83,8 +83,9 @@ pub enum Mode {
     PerMessage,
 }
 
-/// Certificates, key and TLS configurations shared by all runs.
-#[derive(Debug)]
+/// Certificates, key and TLS configurations shared by all runs. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
 pub struct Setup {
     pub(crate) key: HmacKey,
     pub(crate) ours_client: Arc<ClientConfig>,
@@ -143,33 +144,21 @@ impl Sample {
     }
 }
 
-/// A connected pair of byte streams of `transport`: client end, server end.
-pub(crate) async fn streams(transport: Transport) -> Result<(Box<dyn Io>, Box<dyn Io>), LinkError> {
-    match transport {
-        Transport::Duplex => {
-            let (client, server) = tokio::io::duplex(1024 * 1024);
-            Ok((Box::new(client), Box::new(server)))
-        }
-        Transport::Tcp => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let (client, accepted) =
-                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-            let (client, server) = (client?, accepted?.0);
-            client.set_nodelay(true)?;
-            server.set_nodelay(true)?;
-            Ok((Box::new(client), Box::new(server)))
-        }
-    }
-}
-
-/// A byte stream a link can run over.
-pub(crate) trait Io:
-    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+/// A connected pair of TCP streams over 127.0.0.1 (Nagle off): client end,
+/// server end.
+pub(crate) async fn tcp_pair() -> Result<(tokio::net::TcpStream, tokio::net::TcpStream), LinkError>
 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let (client, server) = (client?, accepted?.0);
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
 }
 
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+/// The duplex buffer of [`Transport::Duplex`].
+pub(crate) const DUPLEX_BUFFER: usize = 1024 * 1024;
 
 /// The median of `samples` by throughput.
 pub fn median(samples: &[Sample]) -> Option<Sample> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::peers::{OverLink, run_over};
-use super::{Mode, Peer, Sample, Setup, Transport, streams};
+use super::{DUPLEX_BUFFER, Mode, Peer, Sample, Setup, Transport, tcp_pair};
 use crate::LinkError;
 
 /// Sends `count` messages of `size` bytes client → server with `peer` over
@@ -25,9 +25,20 @@ pub async fn transfer(
     size: usize,
     count: usize,
 ) -> Result<Sample, LinkError> {
-    let (client_io, server_io) = streams(transport).await?;
     let job = Pump { mode, size, count };
-    run_over(setup, peer, size.max(1024), client_io, server_io, job).await
+    let max = size.max(1024);
+    // Concrete stream types (no boxing): the harness must cost every peer
+    // as little as possible.
+    match transport {
+        Transport::Duplex => {
+            let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
+            run_over(setup, peer, max, client, server, job).await
+        }
+        Transport::Tcp => {
+            let (client, server) = tcp_pair().await?;
+            run_over(setup, peer, max, client, server, job).await
+        }
+    }
 }
 
 /// Sends `count` messages of `size` bytes, timing until the server has

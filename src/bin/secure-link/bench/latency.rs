@@ -36,7 +36,18 @@ pub(super) async fn run(
         for &size in sizes {
             for &peer in &peers {
                 progress.set_message(format!("latency {size} B {peer}"));
-                let run = round_trips(setup, peer, Transport::Tcp, size, count).await?;
+                // One current-thread runtime per case (see round_trips).
+                let setup = setup.clone();
+                let run = tokio::task::spawn_blocking(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime
+                        .block_on(round_trips(&setup, peer, Transport::Tcp, size, count))
+                        .map_err(Error::from)
+                })
+                .await
+                .map_err(|err| Error::msg(format!("a latency run failed: {err}")))??;
                 all.entry((size, peer)).or_default().extend(run.round_trips);
                 progress.inc(1);
             }
@@ -46,7 +57,7 @@ pub(super) async fn run(
 
     outln!(
         "secure-link bench, latency: request/response over 127.0.0.1 TCP, one outstanding, \
-         {count} round trips x {rounds} round(s) per case"
+         both ends on one current-thread runtime, {count} round trips x {rounds} round(s) per case"
     );
     outln!("times in microseconds; ours/P1 and ours/P2b compare p50 and p99\n");
     outln!(
