@@ -503,3 +503,40 @@ fn bench_measures_request_response_latency() {
         );
     }
 }
+
+/// `bench --scenario handshakes`: handshakes per second, ours and
+/// tokio-rustls alone, for each server key and key exchange of this build.
+#[test]
+fn bench_counts_handshakes_per_second() {
+    let out = run(
+        &[
+            "bench",
+            "--scenario",
+            "handshakes",
+            "--count",
+            "5",
+            "--rounds",
+            "1",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("EcdsaP256") || l.trim_start().starts_with("Rsa2048")
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for row in rows {
+        let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
+        assert_eq!(cells.len(), 3, "{row}");
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
+            "{row}"
+        );
+    }
+}
