@@ -540,3 +540,39 @@ fn bench_counts_handshakes_per_second() {
         );
     }
 }
+
+/// `bench --scenario connections`: aggregate rates for N clients at once,
+/// and each implementation's scaling against its own 10-client figure.
+#[test]
+fn bench_measures_many_connections_at_once() {
+    let out = run(
+        &[
+            "bench",
+            "--scenario",
+            "connections",
+            "--count",
+            "200",
+            "--rounds",
+            "1",
+            "--size",
+            "64",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for clients in ["1", "10", "100"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(clients))
+            .unwrap_or_else(|| panic!("no row for {clients} clients:\n{stdout}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells.len(), 8, "{row}");
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
+            "{row}"
+        );
+    }
+}

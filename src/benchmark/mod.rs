@@ -1,7 +1,7 @@
 //! The link benchmark shared by `secure-link bench` and `benches/link.rs`:
 //! this crate against the same peers on the same machine, in the same run,
-//! one file per scenario (`throughput.rs`, `latency.rs`, `handshakes.rs`)
-//! and one for the peers (`peers.rs`).
+//! one file per scenario (`throughput.rs`, `latency.rs`, `connections.rs`,
+//! `handshakes.rs`) and one for the peers (`peers.rs`).
 //!
 //! * **ours**: [`SecureConnector`] / [`SecureAcceptor`].
 //! * **P1**: tokio-rustls + tokio-util `LengthDelimitedCodec` on the same
@@ -18,6 +18,7 @@
 //!
 //! Not part of the stable API.
 
+mod connections;
 mod handshakes;
 mod latency;
 mod peers;
@@ -31,6 +32,7 @@ use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
 use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 
+pub use connections::fan_in;
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
 pub use latency::{Latency, round_trips};
 pub use throughput::transfer;

@@ -1,7 +1,10 @@
 //! Throughput: messages of one size client -> server, batched or one
 //! flush per message.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Barrier;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -66,12 +69,38 @@ impl OverLink for Pump {
 }
 
 async fn pump<K, R, T, E1, E2>(
+    client: K,
+    server: R,
+    mode: Mode,
+    size: usize,
+    count: usize,
+) -> Result<Sample, LinkError>
+where
+    K: Sink<Bytes, Error = E1> + Unpin,
+    R: Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+    T: AsRef<[u8]> + Send + 'static,
+    E2: Send + 'static,
+    LinkError: From<E1> + From<E2>,
+{
+    let (started, finished, bytes) = pump_from(client, server, mode, size, count, None).await?;
+    Ok(Sample {
+        elapsed: finished - started,
+        bytes,
+        messages: count as u64,
+    })
+}
+
+/// [`pump`]'s work, starting once `start` (if any) lets every pump go at
+/// once: when the first message was handed over, when the last arrived,
+/// and the payload bytes counted.
+pub(super) async fn pump_from<K, R, T, E1, E2>(
     mut client: K,
     mut server: R,
     mode: Mode,
     size: usize,
     count: usize,
-) -> Result<Sample, LinkError>
+    start: Option<Arc<Barrier>>,
+) -> Result<(Instant, Instant, u64), LinkError>
 where
     K: Sink<Bytes, Error = E1> + Unpin,
     R: Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
@@ -91,6 +120,9 @@ where
         }
         Ok((Instant::now(), bytes, server))
     });
+    if let Some(start) = start {
+        start.wait().await;
+    }
     let started = Instant::now();
     for _ in 0..count {
         match mode {
@@ -109,9 +141,5 @@ where
             "the receiver counted {bytes} payload bytes, expected {expected}"
         ))));
     }
-    Ok(Sample {
-        elapsed: finished - started,
-        bytes,
-        messages: count as u64,
-    })
+    Ok((started, finished, bytes))
 }

@@ -2,6 +2,7 @@
 //! `secure_link::benchmark`), interleaved in one run, medians and ratios in
 //! a table; one file per scenario.
 
+mod connections;
 mod handshakes;
 mod latency;
 mod throughput;
@@ -14,9 +15,9 @@ use crate::Error;
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// What to measure. The default tour runs a short throughput, latency
-    /// and handshake pass in well under a minute; name a scenario for its
-    /// full defaults.
+    /// What to measure. The default tour runs a short pass of every
+    /// scenario in well under a minute; name a scenario for its full
+    /// defaults.
     #[arg(long, value_enum, default_value_t = Scenario::Tour)]
     scenario: Scenario,
     /// Message sizes in bytes (repeatable; default: per scenario).
@@ -42,12 +43,14 @@ pub(crate) struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
-    /// Throughput, latency and handshakes, short.
+    /// Throughput, latency, connections and handshakes, short.
     Tour,
     /// Messages client -> server, MB/s and messages/s.
     Throughput,
     /// Request/response round trips over TCP, one outstanding: p50, p99, max.
     Latency,
+    /// N concurrent clients to one server: aggregate rate and scaling.
+    Connections,
     /// Full TLS 1.3 handshakes per second, per server key and key exchange.
     Handshakes,
 }
@@ -96,10 +99,12 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     match args.scenario {
         Scenario::Throughput => throughput::run(&setup, &args, &peers, transport, false).await,
         Scenario::Latency => latency::run(&setup, &args, &peers, false).await,
+        Scenario::Connections => connections::run(&setup, &args, &peers, false).await,
         Scenario::Handshakes => handshakes::run(&args, false).await,
         Scenario::Tour => {
             throughput::run(&setup, &args, &peers, transport, true).await?;
             latency::run(&setup, &args, &peers, true).await?;
+            connections::run(&setup, &args, &peers, true).await?;
             handshakes::run(&args, true).await
         }
     }

@@ -1,0 +1,100 @@
+//! Many connections: N clients, each on its own TCP connection to one
+//! server process (both ends in this process), all sending at once;
+//! aggregate messages and bytes per second.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{Sink, Stream};
+use tokio::sync::Barrier;
+
+use super::peers::{OverLink, run_over};
+use super::throughput::pump_from;
+use super::{Mode, Peer, Sample, Setup, tcp_pair};
+use crate::LinkError;
+
+/// Opens `clients` connections of `peer` (handshakes not timed), then lets
+/// every client send `per_client` messages of `size` bytes, batched, at
+/// once: the sample spans from the first message handed over to the last
+/// one received, over all connections. Needs two descriptors per
+/// connection (both ends are in this process).
+///
+/// # Errors
+///
+/// Any connection or link failure.
+pub async fn fan_in(
+    setup: &Setup,
+    peer: Peer,
+    clients: usize,
+    size: usize,
+    per_client: usize,
+) -> Result<Sample, LinkError> {
+    let clients = clients.max(1);
+    // Every pump waits here, and so does this task: the clock starts when
+    // all connections are up.
+    let start = Arc::new(Barrier::new(clients + 1));
+    let mut links = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (client, server) = tcp_pair().await?;
+        let job = FanIn {
+            size,
+            count: per_client,
+            start: start.clone(),
+        };
+        let setup = setup.clone();
+        links.spawn(
+            async move { run_over(&setup, peer, size.max(1024), client, server, job).await },
+        );
+    }
+    start.wait().await;
+    let mut first_start: Option<Instant> = None;
+    let mut last_finish: Option<Instant> = None;
+    let mut bytes = 0;
+    while let Some(link) = links.join_next().await {
+        let (started, finished, moved) =
+            link.map_err(|err| LinkError::Io(std::io::Error::other(err)))??;
+        first_start = Some(first_start.map_or(started, |t| t.min(started)));
+        last_finish = Some(last_finish.map_or(finished, |t| t.max(finished)));
+        bytes += moved;
+    }
+    let (Some(first), Some(last)) = (first_start, last_finish) else {
+        return Err(LinkError::Io(std::io::Error::other("no connection ran")));
+    };
+    Ok(Sample {
+        elapsed: last - first,
+        bytes,
+        messages: (clients * per_client) as u64,
+    })
+}
+
+/// One connection's part: wait for the others, then pump.
+struct FanIn {
+    size: usize,
+    count: usize,
+    start: Arc<Barrier>,
+}
+
+impl OverLink for FanIn {
+    type Output = (Instant, Instant, u64);
+
+    async fn run<K, R, T, E1, E2>(self, client: K, server: R) -> Result<Self::Output, LinkError>
+    where
+        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        pump_from(
+            client,
+            server,
+            Mode::Batched,
+            self.size,
+            self.count,
+            Some(self.start),
+        )
+        .await
+    }
+}

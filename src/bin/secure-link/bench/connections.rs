@@ -1,0 +1,118 @@
+//! `bench --scenario connections`: N clients on their own TCP connections
+//! to one server, all sending at once; aggregate messages/s and MB/s, and
+//! how each implementation scales against its own 10-client figure.
+
+use std::collections::HashMap;
+
+use secure_link::benchmark::{Peer, Sample, Setup, fan_in, median};
+
+use super::{Args, cell, human, progress};
+use crate::Error;
+
+/// Ours against the raw-TLS ceiling: "we scale no worse than raw TLS
+/// framing" is the comparison that matters here.
+const PEERS: [Peer; 2] = [Peer::Ours, Peer::P1];
+
+pub(super) async fn run(
+    setup: &Setup,
+    args: &Args,
+    peers: &[Peer],
+    tour: bool,
+) -> Result<(), Error> {
+    // Both ends are in this process: two descriptors per connection.
+    #[cfg(unix)]
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    #[cfg(not(unix))]
+    let limit = 1024u64;
+    let wanted: &[usize] = if tour {
+        &[1, 10, 100]
+    } else {
+        &[1, 10, 100, 1_000, 5_000]
+    };
+    let counts: Vec<usize> = wanted
+        .iter()
+        .copied()
+        .filter(|&n| (2 * n as u64) + 64 <= limit)
+        .collect();
+    let skipped: Vec<usize> = wanted
+        .iter()
+        .copied()
+        .filter(|n| !counts.contains(n))
+        .collect();
+    let sizes: &[usize] = if args.sizes.is_empty() {
+        &[64, 1024]
+    } else {
+        &args.sizes
+    };
+    let total = args.count.unwrap_or(if tour { 20_000 } else { 200_000 });
+    let rounds = if tour { 1 } else { args.rounds };
+    let peers: Vec<Peer> = PEERS.into_iter().filter(|p| peers.contains(p)).collect();
+    let progress = progress(rounds * counts.len() * sizes.len() * peers.len());
+    let mut samples: HashMap<(usize, usize, Peer), Vec<Sample>> = HashMap::new();
+    for _ in 0..rounds {
+        for &size in sizes {
+            for &clients in &counts {
+                for &peer in &peers {
+                    progress.set_message(format!("{clients} clients {size} B {peer}"));
+                    let per_client = (total / clients).max(10);
+                    let sample = fan_in(setup, peer, clients, size, per_client).await?;
+                    samples
+                        .entry((size, clients, peer))
+                        .or_default()
+                        .push(sample);
+                    progress.inc(1);
+                }
+            }
+        }
+    }
+    progress.finish_and_clear();
+    outln!(
+        "secure-link bench, connections: N clients over 127.0.0.1 TCP to one server, all sending at once \
+         (batched), about {total} messages per run, medians of {rounds} round(s)"
+    );
+    if !skipped.is_empty() {
+        outln!("skipped (descriptor limit {limit}): {skipped:?} clients");
+    }
+    outln!("x10: aggregate against the same implementation's 10-client figure\n");
+    for &size in sizes {
+        outln!("{}", human(size));
+        outln!(
+            "{:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>12}",
+            "clients",
+            "ours msg/s",
+            "ours MB/s",
+            "ours x10",
+            "P1 msg/s",
+            "P1 MB/s",
+            "P1 x10",
+            "x10 ours/P1"
+        );
+        let median_of = |clients, peer| {
+            samples
+                .get(&(size, clients, peer))
+                .and_then(|runs| median(runs))
+        };
+        let rate = |clients, peer| median_of(clients, peer).map(|s| s.messages_per_s());
+        for &clients in &counts {
+            let scale = |peer| {
+                rate(clients, peer)
+                    .zip(rate(10, peer))
+                    .map(|(n, ten)| n / ten)
+            };
+            let (ours_x10, p1_x10) = (scale(Peer::Ours), scale(Peer::P1));
+            outln!(
+                "{:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>12}",
+                clients,
+                cell(rate(clients, Peer::Ours), 0),
+                cell(median_of(clients, Peer::Ours).map(|s| s.mb_per_s()), 1),
+                cell(ours_x10, 2),
+                cell(rate(clients, Peer::P1), 0),
+                cell(median_of(clients, Peer::P1).map(|s| s.mb_per_s()), 1),
+                cell(p1_x10, 2),
+                cell(ours_x10.zip(p1_x10).map(|(o, p)| o / p), 2)
+            );
+        }
+        outln!();
+    }
+    Ok(())
+}
