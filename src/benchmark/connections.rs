@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{Sink, Stream};
+
 use tokio::sync::Barrier;
 
-use super::peers::{OverLink, run_over};
+use super::peers::{LinkEnd, OverLink, run_over};
 use super::throughput::pump_from;
 use super::{Mode, Peer, Sample, Setup, tcp_pair};
 use crate::LinkError;
@@ -78,10 +78,12 @@ struct FanIn {
 impl OverLink for FanIn {
     type Output = (Instant, Instant, u64);
 
-    async fn run<K, R, T, E1, E2>(self, client: K, server: R) -> Result<Self::Output, LinkError>
+    async fn run<T, E1, E2>(
+        self,
+        client: impl LinkEnd<T, E1, E2>,
+        server: impl LinkEnd<T, E1, E2>,
+    ) -> Result<Self::Output, LinkError>
     where
-        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
-        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
         T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
         E1: Send + 'static,
         E2: Send + 'static,

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{SinkExt, StreamExt};
 
-use super::peers::{OverLink, run_over};
-use super::{DUPLEX_BUFFER, Peer, Setup, Transport, tcp_pair};
+use super::peers::{LinkEnd, OverLink, run_on};
+use super::{Peer, Setup, Transport};
 use crate::LinkError;
 
 /// Round trips not counted at the start (connection warm-up).
@@ -65,18 +65,7 @@ pub async fn round_trips(
     size: usize,
     count: usize,
 ) -> Result<Latency, LinkError> {
-    let job = Echo { size, count };
-    let max = size.max(1024);
-    match transport {
-        Transport::Duplex => {
-            let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
-            run_over(setup, peer, max, client, server, job).await
-        }
-        Transport::Tcp => {
-            let (client, server) = tcp_pair().await?;
-            run_over(setup, peer, max, client, server, job).await
-        }
-    }
+    run_on(setup, peer, transport, size.max(1024), Echo { size, count }).await
 }
 
 struct Echo {
@@ -87,10 +76,12 @@ struct Echo {
 impl OverLink for Echo {
     type Output = Latency;
 
-    async fn run<K, R, T, E1, E2>(self, mut client: K, mut server: R) -> Result<Latency, LinkError>
+    async fn run<T, E1, E2>(
+        self,
+        mut client: impl LinkEnd<T, E1, E2>,
+        mut server: impl LinkEnd<T, E1, E2>,
+    ) -> Result<Latency, LinkError>
     where
-        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
-        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
         T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
         E1: Send + 'static,
         E2: Send + 'static,

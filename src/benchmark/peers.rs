@@ -15,27 +15,60 @@ use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
 
-use super::{Peer, Setup};
+use super::{DUPLEX_BUFFER, Peer, Setup, Transport, tcp_pair};
 use crate::certs::CertBundle;
 use crate::{LinkError, tls};
+
+/// One end of a link of any peer: a sink of messages and a stream of
+/// what the other end sent, with the peer's own message and error types.
+pub(crate) trait LinkEnd<T, E1, E2>:
+    Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static
+{
+}
+
+impl<L, T, E1, E2> LinkEnd<T, E1, E2> for L where
+    L: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static
+{
+}
 
 /// A scenario run over one link: given the client and the server end of
 /// whichever peer, it measures something.
 pub(crate) trait OverLink {
     type Output;
 
-    fn run<K, R, T, E1, E2>(
+    fn run<T, E1, E2>(
         self,
-        client: K,
-        server: R,
+        client: impl LinkEnd<T, E1, E2>,
+        server: impl LinkEnd<T, E1, E2>,
     ) -> impl Future<Output = Result<Self::Output, LinkError>>
     where
-        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
-        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
         T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
         E1: Send + 'static,
         E2: Send + 'static,
         LinkError: From<E1> + From<E2>;
+}
+
+/// Connects a client and a server of `peer` over a fresh byte stream of
+/// `transport` and runs `job` on them; frames up to `max` bytes. Each
+/// transport keeps its concrete stream type: boxing them cost every peer
+/// about 5% at 64 B (BENCHMARKS.md).
+pub(crate) async fn run_on<J: OverLink>(
+    setup: &Setup,
+    peer: Peer,
+    transport: Transport,
+    max: usize,
+    job: J,
+) -> Result<J::Output, LinkError> {
+    match transport {
+        Transport::Duplex => {
+            let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
+            run_over(setup, peer, max, client, server, job).await
+        }
+        Transport::Tcp => {
+            let (client, server) = tcp_pair().await?;
+            run_over(setup, peer, max, client, server, job).await
+        }
+    }
 }
 
 /// Connects a client and a server of `peer` over `client_io`/`server_io`
@@ -80,26 +113,15 @@ where
             server.set_backpressure_boundary(128 * 1024);
             job.run(client, server).await
         }
-        Peer::P2 | Peer::P3 => {
-            let (client_config, server_config) = if peer == Peer::P2 {
-                (&setup.ours_client, &setup.ours_server)
-            } else {
+        Peer::P2 | Peer::P2b | Peer::P3 => {
+            let (client_config, server_config) = if peer == Peer::P3 {
                 (&setup.default_client, &setup.default_server)
+            } else {
+                (&setup.ours_client, &setup.ours_server)
             };
             let (client, server) =
                 raw_tls(client_config, server_config, client_io, server_io).await?;
-            let codec = NaiveHmacCodec {
-                key: setup.key.as_bytes().to_vec(),
-                max,
-            };
-            let client = Framed::new(client, codec.clone());
-            let server = Framed::new(server, codec);
-            job.run(client, server).await
-        }
-        Peer::P2b => {
-            let (client, server) =
-                raw_tls(&setup.ours_client, &setup.ours_server, client_io, server_io).await?;
-            let codec = KeyedOnceHmacCodec::new(setup.key.as_bytes(), max);
+            let codec = HandWrittenHmacCodec::new(setup.key.as_bytes(), peer == Peer::P2b, max);
             let client = Framed::new(client, codec.clone());
             let server = Framed::new(server, codec);
             job.run(client, server).await
@@ -158,24 +180,50 @@ where
     Ok((client?, server?))
 }
 
-/// The straightforward codec a user would write first: re-keys HMAC per
-/// message, waits for the whole frame before reserving.
+/// The codec a user writes by hand for this format, with default `Framed`
+/// settings: P2 re-keys HMAC-SHA256 for every frame, as a first version
+/// does; P2b keys it once and clones the keyed state per frame, as a
+/// careful author does (PITFALLS.md: re-keying costs ~70 ns a frame).
+/// Both wait for the whole frame before reserving anything.
 #[derive(Clone)]
-struct NaiveHmacCodec {
+struct HandWrittenHmacCodec {
     key: Vec<u8>,
+    /// P2b's state, keyed once; `None` for P2.
+    keyed: Option<Hmac<Sha256>>,
     max: usize,
 }
 
-impl NaiveHmacCodec {
-    fn mac(&self) -> Hmac<Sha256> {
+impl HandWrittenHmacCodec {
+    fn new(key: &[u8], key_once: bool, max: usize) -> Self {
+        let mut codec = HandWrittenHmacCodec {
+            key: key.to_vec(),
+            keyed: None,
+            max,
+        };
+        if key_once {
+            codec.keyed = Some(codec.rekeyed());
+        }
+        codec
+    }
+
+    fn rekeyed(&self) -> Hmac<Sha256> {
         match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC accepts any key length"),
         }
     }
+
+    /// The MAC for the next frame: a clone of the keyed state (P2b) or a
+    /// fresh keying (P2).
+    fn mac(&self) -> Hmac<Sha256> {
+        match &self.keyed {
+            Some(keyed) => keyed.clone(),
+            None => self.rekeyed(),
+        }
+    }
 }
 
-impl Encoder<Bytes> for NaiveHmacCodec {
+impl Encoder<Bytes> for HandWrittenHmacCodec {
     type Error = LinkError;
 
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
@@ -188,7 +236,7 @@ impl Encoder<Bytes> for NaiveHmacCodec {
     }
 }
 
-impl Decoder for NaiveHmacCodec {
+impl Decoder for HandWrittenHmacCodec {
     type Item = Bytes;
     type Error = LinkError;
 
@@ -216,75 +264,11 @@ impl Decoder for NaiveHmacCodec {
     }
 }
 
-impl fmt::Debug for NaiveHmacCodec {
+impl fmt::Debug for HandWrittenHmacCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NaiveHmacCodec").finish_non_exhaustive()
-    }
-}
-
-/// P2b: the same format, written carefully: HMAC keyed once, the keyed
-/// state cloned per frame (PITFALLS.md: re-keying costs ~70 ns a frame).
-#[derive(Clone)]
-struct KeyedOnceHmacCodec {
-    keyed: Hmac<Sha256>,
-    max: usize,
-}
-
-impl KeyedOnceHmacCodec {
-    fn new(key: &[u8], max: usize) -> Self {
-        let keyed = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC accepts any key length"),
-        };
-        KeyedOnceHmacCodec { keyed, max }
-    }
-}
-
-impl Encoder<Bytes> for KeyedOnceHmacCodec {
-    type Error = LinkError;
-
-    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
-        let mut mac = self.keyed.clone();
-        mac.update(&item);
-        dst.reserve(4 + item.len() + 32);
-        dst.put_u32(item.len() as u32);
-        dst.extend_from_slice(&item);
-        dst.extend_from_slice(&mac.finalize().into_bytes());
-        Ok(())
-    }
-}
-
-impl Decoder for KeyedOnceHmacCodec {
-    type Item = Bytes;
-    type Error = LinkError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
-        if src.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-        if len > self.max {
-            return Err(LinkError::FrameTooLarge {
-                len: len as u64,
-                max: self.max as u64,
-            });
-        }
-        if src.len() < 4 + len + 32 {
-            src.reserve(4 + len + 32 - src.len());
-            return Ok(None);
-        }
-        src.advance(4);
-        let payload = src.split_to(len).freeze();
-        let tag = src.split_to(32);
-        let mut mac = self.keyed.clone();
-        mac.update(&payload);
-        mac.verify_slice(&tag).map_err(|_| LinkError::InvalidHmac)?;
-        Ok(Some(payload))
-    }
-}
-
-impl fmt::Debug for KeyedOnceHmacCodec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedOnceHmacCodec").finish_non_exhaustive()
+        f.debug_struct("HandWrittenHmacCodec")
+            .field("keyed_once", &self.keyed.is_some())
+            .field("max", &self.max)
+            .finish_non_exhaustive()
     }
 }

@@ -9,8 +9,8 @@ use tokio::sync::Barrier;
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
-use super::peers::{OverLink, run_over};
-use super::{DUPLEX_BUFFER, Mode, Peer, Sample, Setup, Transport, tcp_pair};
+use super::peers::{LinkEnd, OverLink, run_on};
+use super::{Mode, Peer, Sample, Setup, Transport};
 use crate::LinkError;
 
 /// Sends `count` messages of `size` bytes client → server with `peer` over
@@ -29,19 +29,7 @@ pub async fn transfer(
     count: usize,
 ) -> Result<Sample, LinkError> {
     let job = Pump { mode, size, count };
-    let max = size.max(1024);
-    // Concrete stream types (no boxing): the harness must cost every peer
-    // as little as possible.
-    match transport {
-        Transport::Duplex => {
-            let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
-            run_over(setup, peer, max, client, server, job).await
-        }
-        Transport::Tcp => {
-            let (client, server) = tcp_pair().await?;
-            run_over(setup, peer, max, client, server, job).await
-        }
-    }
+    run_on(setup, peer, transport, size.max(1024), job).await
 }
 
 /// Sends `count` messages of `size` bytes, timing until the server has
@@ -55,44 +43,30 @@ struct Pump {
 impl OverLink for Pump {
     type Output = Sample;
 
-    async fn run<K, R, T, E1, E2>(self, client: K, server: R) -> Result<Sample, LinkError>
+    async fn run<T, E1, E2>(
+        self,
+        client: impl LinkEnd<T, E1, E2>,
+        server: impl LinkEnd<T, E1, E2>,
+    ) -> Result<Sample, LinkError>
     where
-        K: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
-        R: Sink<Bytes, Error = E1> + Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
         T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
         E1: Send + 'static,
         E2: Send + 'static,
         LinkError: From<E1> + From<E2>,
     {
-        pump(client, server, self.mode, self.size, self.count).await
+        let (started, finished, bytes) =
+            pump_from(client, server, self.mode, self.size, self.count, None).await?;
+        Ok(Sample {
+            elapsed: finished - started,
+            bytes,
+            messages: self.count as u64,
+        })
     }
 }
 
-async fn pump<K, R, T, E1, E2>(
-    client: K,
-    server: R,
-    mode: Mode,
-    size: usize,
-    count: usize,
-) -> Result<Sample, LinkError>
-where
-    K: Sink<Bytes, Error = E1> + Unpin,
-    R: Stream<Item = Result<T, E2>> + Unpin + Send + 'static,
-    T: AsRef<[u8]> + Send + 'static,
-    E2: Send + 'static,
-    LinkError: From<E1> + From<E2>,
-{
-    let (started, finished, bytes) = pump_from(client, server, mode, size, count, None).await?;
-    Ok(Sample {
-        elapsed: finished - started,
-        bytes,
-        messages: count as u64,
-    })
-}
-
-/// [`pump`]'s work, starting once `start` (if any) lets every pump go at
-/// once: when the first message was handed over, when the last arrived,
-/// and the payload bytes counted.
+/// Sends `count` messages of `size` bytes client -> server, starting once
+/// `start` (if any) lets every pump go at once: when the first message was
+/// handed over, when the last arrived, and the payload bytes counted.
 pub(super) async fn pump_from<K, R, T, E1, E2>(
     mut client: K,
     mut server: R,
