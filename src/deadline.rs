@@ -26,11 +26,11 @@ use crate::LinkError;
 /// fires at the earliest possible deadline and is then pushed to the real
 /// one, computed from the time the last message was heard.
 pub(crate) struct ReadDeadline {
-    /// What the timer means until the first message: its error on expiry.
+    /// What the timer means until the first message (its error on
+    /// expiry); `None` once a message came, or with no deadline at all.
     before_first: Option<BeforeFirst>,
     idle: Option<Duration>,
     timer: Option<Pin<Box<Sleep>>>,
-    received_any: bool,
     last_heard: Instant,
 }
 
@@ -42,17 +42,12 @@ impl ReadDeadline {
             (None, Some(limit)) => Some(BeforeFirst::Idle(limit)),
             (None, None) => None,
         };
-        let timer = before_first.map(|first| {
-            let limit = match first {
-                BeforeFirst::FirstMessage(limit) | BeforeFirst::Idle(limit) => limit,
-            };
-            Box::pin(tokio::time::sleep_until(now + limit))
-        });
+        let timer =
+            before_first.map(|first| Box::pin(tokio::time::sleep_until(now + first.limit())));
         ReadDeadline {
             before_first,
             idle,
             timer,
-            received_any: false,
             last_heard: now,
         }
     }
@@ -70,8 +65,7 @@ impl ReadDeadline {
         // A message is always completed by a read, which stamped `heard`;
         // the fallback keeps the deadline sound if that ever changes.
         self.last_heard = heard.unwrap_or_else(Instant::now);
-        if !self.received_any {
-            self.received_any = true;
+        if self.before_first.take().is_some() {
             match self.idle {
                 Some(idle) => timer.as_mut().reset(self.last_heard + idle),
                 None => self.timer = None,
@@ -87,8 +81,8 @@ impl ReadDeadline {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
-            if !self.received_any {
-                return self.before_first.map(|first| match first {
+            if let Some(first) = self.before_first {
+                return Some(match first {
                     BeforeFirst::FirstMessage(limit) => LinkError::FirstMessageTimeout(limit),
                     BeforeFirst::Idle(limit) => LinkError::IdleTimeout(limit),
                 });
@@ -109,6 +103,14 @@ impl ReadDeadline {
 enum BeforeFirst {
     FirstMessage(Duration),
     Idle(Duration),
+}
+
+impl BeforeFirst {
+    fn limit(self) -> Duration {
+        match self {
+            BeforeFirst::FirstMessage(limit) | BeforeFirst::Idle(limit) => limit,
+        }
+    }
 }
 
 /// A transport that remembers when a read last brought bytes in (when
