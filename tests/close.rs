@@ -268,44 +268,54 @@ async fn sinks_refuse_messages_after_close_instead_of_dropping_them() {
 /// to the server's close_notify, 6 replies later).
 #[tokio::test(start_paused = true)]
 async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
-    const REPLIES: usize = 1030; // the queue holds 1,024
+    // The queue holds 1,024 messages: 1,030 empty replies fill it by count.
+    close_beside_a_parked_reader(1030, 0).await;
+}
+
+/// The scenario of the two tests around this one: the server sends
+/// `replies` messages of `size` bytes and then answers the client's
+/// close_notify. `close()` fills its queue; a split reader takes 10 and
+/// parks. `close()` must be woken by the room that made, read the rest and
+/// the close_notify, and return `Ok` before its timeout; every reply comes
+/// out of the stream, in order.
+async fn close_beside_a_parked_reader(replies: usize, size: usize) {
     let (connector, acceptor) = endpoints(KEY);
     let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
     let (client, mut server) = connected(&connector, &acceptor).await;
     let replier = tokio::spawn(async move {
-        let first = server.next().await.unwrap().unwrap();
-        let mut replies = futures::stream::iter((0..REPLIES).map(|_| Ok(Bytes::new())));
-        server.send_all(&mut replies).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap(), "go");
+        for i in 0..replies {
+            server.feed(Bytes::from(vec![i as u8; size])).await.unwrap();
+        }
+        server.flush().await.unwrap();
         assert!(server.next().await.is_none());
         server.close().await.unwrap();
-        first
     });
     let (mut tx, mut rx) = client.split();
     tx.feed("go".into()).await.unwrap();
     let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
     let reader = tokio::spawn(async move {
         full_rx.await.unwrap();
-        for _ in 0..10 {
-            assert!(rx.next().await.unwrap().unwrap().is_empty());
+        for i in 0..10 {
+            assert_eq!(rx.next().await.unwrap().unwrap(), vec![i as u8; size]);
         }
         rx // parked: takes nothing more for now
     });
     let started = Instant::now();
     let closing = tokio::spawn(async move { tx.close().await });
-    // Let close() fill its queue, then let the reader take 10.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // close() fills its queue
     full_tx.send(()).unwrap();
     let mut rx = within("reader", reader).await.unwrap();
     let closed = within("close", closing).await.unwrap();
     assert!(closed.is_ok(), "{closed:?}");
     assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
-    let mut rest = 0;
+    let mut taken = 10;
     while let Some(item) = rx.next().await {
-        item.unwrap();
-        rest += 1;
+        assert_eq!(item.unwrap(), vec![taken as u8; size]);
+        taken += 1;
     }
-    assert_eq!(rest, REPLIES - 10);
-    assert_eq!(within("replier", replier).await.unwrap(), "go");
+    assert_eq!(taken, replies);
+    within("replier", replier).await.unwrap();
 }
 
 /// Replies are kept while `close()` waits up to 1 MiB of payload: 600 KiB
@@ -439,45 +449,5 @@ async fn the_client_stream_is_terminated_only_after_its_end_and_kept_replies() {
 /// parks, and `close()` has room for the other 4 and the close_notify.
 #[tokio::test(start_paused = true)]
 async fn taking_replies_frees_the_bytes_they_held_in_the_close_queue() {
-    const REPLIES: usize = 20;
-    let (connector, acceptor) = endpoints(KEY);
-    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
-    let (client, mut server) = connected(&connector, &acceptor).await;
-    let replier = tokio::spawn(async move {
-        assert_eq!(server.next().await.unwrap().unwrap(), "go");
-        for i in 0..REPLIES {
-            server
-                .feed(Bytes::from(vec![i as u8; 64 * 1024]))
-                .await
-                .unwrap();
-        }
-        server.flush().await.unwrap();
-        assert!(server.next().await.is_none());
-        server.close().await.unwrap();
-    });
-    let (mut tx, mut rx) = client.split();
-    tx.feed("go".into()).await.unwrap();
-    let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn(async move {
-        full_rx.await.unwrap();
-        for i in 0..10 {
-            assert_eq!(rx.next().await.unwrap().unwrap(), vec![i as u8; 64 * 1024]);
-        }
-        rx // parked
-    });
-    let started = Instant::now();
-    let closing = tokio::spawn(async move { tx.close().await });
-    tokio::time::sleep(Duration::from_secs(1)).await; // close() fills its queue
-    full_tx.send(()).unwrap();
-    let mut rx = within("reader", reader).await.unwrap();
-    let closed = within("close", closing).await.unwrap();
-    assert!(closed.is_ok(), "{closed:?}");
-    assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
-    let mut rest = 0;
-    while let Some(item) = rx.next().await {
-        assert_eq!(item.unwrap(), vec![(10 + rest) as u8; 64 * 1024]);
-        rest += 1;
-    }
-    assert_eq!(rest, REPLIES - 10);
-    within("replier", replier).await.unwrap();
+    close_beside_a_parked_reader(20, 64 * 1024).await;
 }

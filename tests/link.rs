@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{KEY, Tap, connected, drain, endpoints, pki, tcp_pair};
+use common::{KEY, Tap, connected, connected_over, drain, endpoints, pki, tcp_pair};
 use futures::{SinkExt, StreamExt, stream};
 use secure_link::rustls::{self, CertificateError};
 use secure_link::{AuthMode, HmacFrameCodec, LinkError, SecureAcceptor, SecureConnector, tls};
@@ -127,11 +127,7 @@ async fn batched_frames_fill_whole_tls_records() {
     let (connector, acceptor) = endpoints(KEY);
     let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
     let (tap, log) = Tap::new(client_io);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", tap),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected_over(&connector, &acceptor, (tap, server_io)).await;
     let handshake_records = log.tls_records().len();
 
     // 2,000 frames of 64 bytes = 200,000 bytes on the wire.
@@ -209,12 +205,7 @@ async fn server_dropping_without_close_notify_is_truncation_for_the_client() {
 #[tokio::test]
 async fn client_vanishing_without_close_notify_is_truncated_not_a_clean_end() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_tcp, server_tcp) = tcp_pair().await;
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_tcp),
-        acceptor.accept(server_tcp)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected_over(&connector, &acceptor, tcp_pair().await).await;
     client.send("last words".into()).await.unwrap();
     let (tcp, _) = client.into_inner().into_inner();
     drop(tcp); // TCP FIN, no close_notify
@@ -753,12 +744,8 @@ async fn a_send_cancelled_mid_write_and_resumed_keeps_the_link_aligned() {
         );
         // A 4 KiB pipe: a 200 KiB message cannot be flushed until the
         // server reads.
-        let (client_io, server_io) = tokio::io::duplex(4096);
-        let (client, server) = tokio::join!(
-            connector.connect("localhost", client_io),
-            acceptor.accept(server_io)
-        );
-        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        let (mut client, mut server) =
+            connected_over(&connector, &acceptor, tokio::io::duplex(4096)).await;
         let big = Bytes::from(vec![9u8; 200 * 1024]);
         {
             let mut sending = client.send(big.clone());
@@ -788,13 +775,9 @@ async fn a_send_cancelled_mid_write_and_resumed_keeps_the_link_aligned() {
 async fn split_halves_move_bulk_both_ways_at_once() {
     const MESSAGES: usize = 256;
     let (connector, acceptor) = endpoints(KEY);
-    let (client_tcp, server_tcp) = tcp_pair().await;
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_tcp),
-        acceptor.accept(server_tcp)
-    );
-    let (mut client_tx, mut client_rx) = client.unwrap().split();
-    let (mut server_tx, mut server_rx) = server.unwrap().split();
+    let (client, server) = connected_over(&connector, &acceptor, tcp_pair().await).await;
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut server_tx, mut server_rx) = server.split();
     let payload = |side: u8, i: usize| Bytes::from(vec![side ^ i as u8; 64 * 1024]);
     let client_writer = tokio::spawn(async move {
         for i in 0..MESSAGES {
@@ -841,12 +824,7 @@ async fn split_halves_move_bulk_both_ways_at_once() {
 #[tokio::test]
 async fn server_close_after_the_client_reset_the_connection_returns_an_error() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_tcp, server_tcp) = tcp_pair().await;
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_tcp),
-        acceptor.accept(server_tcp)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) = connected_over(&connector, &acceptor, tcp_pair().await).await;
     client.send("before the reset".into()).await.unwrap();
     assert_eq!(server.next().await.unwrap().unwrap(), "before the reset");
     let tcp = client.into_inner().into_inner().0;
@@ -913,12 +891,8 @@ async fn the_servers_feed_applies_backpressure_against_a_client_that_does_not_re
 #[tokio::test]
 async fn a_reply_larger_than_the_pipe_arrives_whole_without_a_later_write() {
     let (connector, acceptor) = endpoints(KEY);
-    let (client_io, server_io) = tokio::io::duplex(4096);
-    let (client, server) = tokio::join!(
-        connector.connect("localhost", client_io),
-        acceptor.accept(server_io)
-    );
-    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let (mut client, mut server) =
+        connected_over(&connector, &acceptor, tokio::io::duplex(4096)).await;
     let reply = Bytes::from(vec![5u8; 300 * 1024]);
     let (sent, received) = tokio::join!(
         server.send(reply.clone()),

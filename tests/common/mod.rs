@@ -35,7 +35,20 @@ pub async fn connected(
     SecureClient<tokio::io::DuplexStream>,
     SecureServer<tokio::io::DuplexStream>,
 ) {
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    connected_over(connector, acceptor, tokio::io::duplex(64 * 1024)).await
+}
+
+/// A client and a server over the given pair of byte streams (client end,
+/// server end), handshake done.
+pub async fn connected_over<C, S>(
+    connector: &SecureConnector,
+    acceptor: &SecureAcceptor,
+    (client_io, server_io): (C, S),
+) -> (SecureClient<C>, SecureServer<S>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (client, server) = tokio::join!(
         connector.connect("localhost", client_io),
         acceptor.accept(server_io)
