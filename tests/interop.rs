@@ -37,45 +37,69 @@ sock.unwrap()  # SSL_shutdown: sends close_notify, then waits for the server's
 print("clean shutdown", version)
 "#;
 
-#[tokio::test]
-async fn python_openssl_client_interoperates_and_sees_a_clean_shutdown() {
+/// Runs the Python `script` as a client (arguments: the port, the CA file,
+/// then `args`) against one connection served by `serve` with a fresh
+/// acceptor; returns what Python printed and what `serve` returned.
+async fn python_client_against<T, F, Fut>(
+    name: &str,
+    script: &'static str,
+    args: &[&str],
+    serve: F,
+) -> (std::process::Output, T)
+where
+    T: Send + 'static,
+    F: FnOnce(SecureAcceptor, tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
     let pki = pki();
-    let dir = std::env::temp_dir().join(format!("secure-link-interop-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("secure-link-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let port = listener.local_addr().unwrap().port().to_string();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut server = acceptor.accept(tcp).await.unwrap();
-        let mut received = Vec::new();
-        while let Some(message) = server.next().await {
-            let message = message.unwrap();
-            if received.is_empty() {
-                server.send(message.clone()).await.unwrap();
-            }
-            received.push(message);
-        }
-        server.close().await.unwrap();
-        received
+        serve(acceptor, tcp).await
     });
-
+    let mut all: Vec<String> = vec![
+        "-c".into(),
+        script.into(),
+        port,
+        ca.to_str().unwrap().into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
     let client = tokio::task::spawn_blocking(move || {
         Command::new("python3")
-            .args([
-                "-c",
-                CLIENT,
-                &port.to_string(),
-                ca.to_str().unwrap(),
-                &hex::encode(KEY),
-            ])
+            .args(&all)
             .output()
             .expect("python3 is needed for this test")
     });
     let out = client.await.unwrap();
+    let served = server.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out, served)
+}
+
+#[tokio::test]
+async fn python_openssl_client_interoperates_and_sees_a_clean_shutdown() {
+    let key = hex::encode(KEY);
+    let (out, received) =
+        python_client_against("interop", CLIENT, &[&key], |acceptor, tcp| async move {
+            let mut server = acceptor.accept(tcp).await.unwrap();
+            let mut received = Vec::new();
+            while let Some(message) = server.next().await {
+                let message = message.unwrap();
+                if received.is_empty() {
+                    server.send(message.clone()).await.unwrap();
+                }
+                received.push(message);
+            }
+            server.close().await.unwrap();
+            received
+        })
+        .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -84,9 +108,7 @@ async fn python_openssl_client_interoperates_and_sees_a_clean_shutdown() {
     );
     assert!(stdout.contains("echo hello from OpenSSL"), "{stdout}");
     assert!(stdout.contains("clean shutdown TLSv1.3"), "{stdout}");
-    let received = server.await.unwrap();
     assert_eq!(received, ["hello from OpenSSL", "", "ünïcode"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const TLS12_CLIENT: &str = r#"
@@ -105,28 +127,13 @@ except ssl.SSLError as err:
 /// through Python) fails the handshake, at both ends.
 #[tokio::test]
 async fn a_tls12_client_is_refused() {
-    let pki = pki();
-    let dir = std::env::temp_dir().join(format!("secure-link-tls12-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, KEY).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        acceptor.accept(tcp).await.map(|_| ())
-    });
-    let client = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", TLS12_CLIENT, &port.to_string(), ca.to_str().unwrap()])
-            .output()
-            .expect("python3 is needed for this test")
-    });
-    let out = client.await.unwrap();
+    let (out, verdict) =
+        python_client_against("tls12", TLS12_CLIENT, &[], |acceptor, tcp| async move {
+            acceptor.accept(tcp).await.map(|_| ())
+        })
+        .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("refused:"), "{stdout}");
-    let verdict = server.await.unwrap();
     assert!(
         matches!(
             verdict,
@@ -136,5 +143,4 @@ async fn a_tls12_client_is_refused() {
         ),
         "{verdict:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
