@@ -28,10 +28,12 @@
 //!   whole allocation), so the read buffer's real allocation is at most
 //!   twice the bytes it holds plus 256 KiB when it grows: it follows what
 //!   the peer actually sent, never the declared length (tests/memory.rs
-//!   measures the heap). The buffer does not shrink when a large frame
-//!   has gone; the limit on the first frame
+//!   measures the heap). The limit on the first frame
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
-//!   that has not shown it holds the key can make it grow to.
+//!   that has not shown it holds the key can make it grow to. The
+//!   decoder never shrinks the buffer; the links of this crate swap a
+//!   grown buffer for an 8 KiB one when they have read everything there
+//!   is (tests/idle_memory.rs).
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls::ConnectionCommon;
@@ -22,12 +22,29 @@ use crate::{HmacFrameCodec, LinkError};
 /// the lead over a default-`Framed` codec at 64 B-1 KiB in BENCHMARKS.md.
 pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
-/// Initial capacity of the read buffer; it grows as frames need.
-pub(crate) const READ_BUFFER_CAPACITY: usize = crate::codec::MIN_READ_BUFFER;
+/// Capacity of the read buffer of a connection that is waiting for a
+/// message: what a new connection starts with, and what a larger buffer
+/// is swapped for when the link is read dry (every byte received has been
+/// decoded and the transport has nothing more). It grows as frames need
+/// (see the codec's decoder contract). An idle connection's heap is
+/// mostly this, rustls' session state and the codec (tests/idle_memory.rs
+/// holds the server's share to 24 KiB); bulk transfers of large frames
+/// still read into buffers of at least 32 KiB, and small frames read
+/// 8 KiB at a time (BENCHMARKS.md, "Memory per connection").
+pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
+
+/// The largest write buffer kept once a flush has emptied it. A new
+/// connection's write buffer is empty (no allocation) and grows with what
+/// is encoded; a larger one, left by a large message or a long batch, is
+/// released by the flush that empties it, so an idle connection does not
+/// hold the memory of its largest burst.
+pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 
 /// `io` framed with `codec`, buffered as described above.
 pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) -> FramedLink<T> {
-    let mut framed = Framed::with_capacity(io, codec, READ_BUFFER_CAPACITY);
+    // `with_capacity` sizes both buffers; the write buffer starts empty.
+    let mut framed = Framed::with_capacity(io, codec, IDLE_READ_BUFFER);
+    *framed.write_buffer_mut() = BytesMut::new();
     framed.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
     FramedLink { framed, held: None }
 }
@@ -109,7 +126,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         self.release()?;
-        Pin::new(&mut self.framed).poll_flush(cx)
+        let flushed = Pin::new(&mut self.framed).poll_flush(cx);
+        if flushed.is_ready() {
+            release_if_grown(self.framed.write_buffer_mut(), IDLE_WRITE_BUFFER, 0);
+        }
+        flushed
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -122,7 +143,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
     type Item = Result<Bytes, LinkError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.framed).poll_next(cx)
+        let next = Pin::new(&mut self.framed).poll_next(cx);
+        if next.is_pending() {
+            // Read dry: nothing of a next frame has arrived. A buffer that
+            // grew for large frames goes (messages handed out keep their
+            // bytes: they own a share of the allocation).
+            release_if_grown(
+                self.framed.read_buffer_mut(),
+                IDLE_READ_BUFFER,
+                IDLE_READ_BUFFER,
+            );
+        }
+        next
+    }
+}
+
+/// Swaps an empty `buffer` whose allocation is larger than `idle` for a
+/// fresh one of `fresh` bytes. An empty buffer's `capacity()` counts from
+/// where its last byte was consumed, so it is reclaimed first (no copy:
+/// nothing is in it) to see the whole allocation; when a message handed
+/// out still shares the allocation it cannot be, and what is left of it
+/// counts.
+fn release_if_grown(buffer: &mut BytesMut, idle: usize, fresh: usize) {
+    if !buffer.is_empty() {
+        return;
+    }
+    let _whole = buffer.try_reclaim(buffer.capacity() + 1);
+    if buffer.capacity() > idle {
+        *buffer = BytesMut::with_capacity(fresh);
     }
 }
 

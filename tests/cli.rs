@@ -576,3 +576,39 @@ fn bench_measures_many_connections_at_once() {
         );
     }
 }
+
+/// `bench --scenario memory`: per-connection memory of idle connections,
+/// each case in a child process; heap columns only in a counting build.
+#[test]
+fn bench_measures_memory_per_idle_connection() {
+    let out = run(
+        &[
+            "bench",
+            "--scenario",
+            "memory",
+            "--count",
+            "10",
+            "--size",
+            "1024",
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.first() == Some(&"1") && cells.get(1) == Some(&"KiB"))
+        .collect();
+    let peers: Vec<&str> = rows.iter().map(|cells| cells[3]).collect();
+    assert_eq!(peers, ["ours", "P1", "P2b"], "{stdout}");
+    for cells in &rows {
+        assert_eq!(cells.len(), 7, "{cells:?}");
+        assert_eq!(cells[2], "10", "{cells:?}");
+        // RSS grows by at least one page over ten connections.
+        assert!(cells[6].parse::<f64>().is_ok_and(|v| v > 0.0), "{cells:?}");
+        if !cfg!(feature = "count-allocations") {
+            assert_eq!(&cells[4..6], ["-", "-"], "{cells:?}");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The link benchmark shared by `secure-link bench` and `benches/link.rs`:
 //! this crate against the same peers on the same machine, in the same run,
 //! one file per scenario (`throughput.rs`, `latency.rs`, `connections.rs`,
-//! `handshakes.rs`) and one for the peers (`peers.rs`).
+//! `memory.rs`, `handshakes.rs`) and one for the peers (`peers.rs`).
 //!
 //! * **ours**: [`SecureConnector`] / [`SecureAcceptor`].
 //! * **P1**: tokio-rustls + tokio-util `LengthDelimitedCodec` on the same
@@ -21,6 +21,7 @@
 mod connections;
 mod handshakes;
 mod latency;
+mod memory;
 mod peers;
 mod throughput;
 
@@ -35,6 +36,7 @@ use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 pub use connections::fan_in;
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
 pub use latency::{Latency, round_trips};
+pub use memory::{IdleMemory, Meter, idle_connections};
 pub use throughput::transfer;
 
 /// The implementation under test.

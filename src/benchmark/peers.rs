@@ -102,31 +102,43 @@ where
         Peer::P1 => {
             let (client, server) =
                 raw_tls(&setup.ours_client, &setup.ours_server, client_io, server_io).await?;
-            let codec = || {
-                LengthDelimitedCodec::builder()
-                    .max_frame_length(max)
-                    .new_codec()
-            };
-            let mut client = Framed::new(client, codec());
-            client.set_backpressure_boundary(128 * 1024);
-            let mut server = Framed::new(server, codec());
-            server.set_backpressure_boundary(128 * 1024);
-            job.run(client, server).await
+            job.run(p1_framed(client, max), p1_framed(server, max))
+                .await
         }
         Peer::P2 | Peer::P2b | Peer::P3 => {
-            let (client_config, server_config) = if peer == Peer::P3 {
-                (&setup.default_client, &setup.default_server)
-            } else {
-                (&setup.ours_client, &setup.ours_server)
-            };
+            let (client_config, server_config) = tls_configs(setup, peer);
             let (client, server) =
                 raw_tls(client_config, server_config, client_io, server_io).await?;
-            let codec = HandWrittenHmacCodec::new(setup.key.as_bytes(), peer == Peer::P2b, max);
+            let codec = HandWrittenHmacCodec::for_peer(setup, peer, max);
             let client = Framed::new(client, codec.clone());
             let server = Framed::new(server, codec);
             job.run(client, server).await
         }
     }
+}
+
+/// The TLS configurations `peer` runs on: tokio-rustls' defaults for P3,
+/// this crate's for every other peer. Client, server.
+pub(super) fn tls_configs(setup: &Setup, peer: Peer) -> (&Arc<ClientConfig>, &Arc<ServerConfig>) {
+    if peer == Peer::P3 {
+        (&setup.default_client, &setup.default_server)
+    } else {
+        (&setup.ours_client, &setup.ours_server)
+    }
+}
+
+/// P1's end over a TLS stream: `LengthDelimitedCodec` with the same
+/// 128 KiB write buffer as ours.
+pub(super) fn p1_framed<T: AsyncRead + AsyncWrite>(
+    tls: T,
+    max: usize,
+) -> Framed<T, LengthDelimitedCodec> {
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(max)
+        .new_codec();
+    let mut framed = Framed::new(tls, codec);
+    framed.set_backpressure_boundary(128 * 1024);
+    framed
 }
 
 /// rustls' default provider for this build: what `ClientConfig::builder()`
@@ -186,7 +198,7 @@ where
 /// careful author does (PITFALLS.md: re-keying costs ~70 ns a frame).
 /// Both wait for the whole frame before reserving anything.
 #[derive(Clone)]
-struct HandWrittenHmacCodec {
+pub(super) struct HandWrittenHmacCodec {
     key: Vec<u8>,
     /// P2b's state, keyed once; `None` for P2.
     keyed: Option<Hmac<Sha256>>,
@@ -204,6 +216,11 @@ impl HandWrittenHmacCodec {
             codec.keyed = Some(codec.rekeyed());
         }
         codec
+    }
+
+    /// The codec of P2, P2b or P3 (P2b keys once).
+    pub(super) fn for_peer(setup: &Setup, peer: Peer, max: usize) -> Self {
+        HandWrittenHmacCodec::new(setup.key.as_bytes(), peer == Peer::P2b, max)
     }
 
     fn rekeyed(&self) -> Hmac<Sha256> {

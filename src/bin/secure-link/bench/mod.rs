@@ -5,6 +5,7 @@
 mod connections;
 mod handshakes;
 mod latency;
+mod memory;
 mod throughput;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,11 +40,14 @@ pub(crate) struct Args {
     /// of the others show "-"; useful under a profiler.
     #[arg(long = "peer", value_enum)]
     peers: Vec<PeerArg>,
+    /// One memory case, PEER:CONNECTIONS:BYTES, run in a child process.
+    #[arg(long, hide = true)]
+    memory_case: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
-    /// Throughput, latency, connections and handshakes, short.
+    /// Throughput, latency, connections, memory and handshakes, short.
     Tour,
     /// Messages client -> server, MB/s and messages/s.
     Throughput,
@@ -51,6 +55,9 @@ enum Scenario {
     Latency,
     /// N concurrent clients to one server: aggregate rate and scaling.
     Connections,
+    /// What an idle authenticated connection holds, per end, after a small
+    /// and a large exchange.
+    Memory,
     /// Full TLS 1.3 handshakes per second, per server key and key exchange.
     Handshakes,
 }
@@ -83,6 +90,12 @@ enum TransportArg {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    if let Some(case) = &args.memory_case {
+        let case = case.clone();
+        return tokio::task::spawn_blocking(move || memory::run_case(&case))
+            .await
+            .map_err(|err| Error::msg(format!("the memory case failed: {err}")))?;
+    }
     if args.rounds == 0 {
         return Err(Error::msg("nothing to run: give at least one round"));
     }
@@ -100,11 +113,13 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         Scenario::Throughput => throughput::run(&setup, &args, &peers, transport, false).await,
         Scenario::Latency => latency::run(&setup, &args, &peers, false).await,
         Scenario::Connections => connections::run(&setup, &args, &peers, false).await,
+        Scenario::Memory => memory::run(&args, &peers, false).await,
         Scenario::Handshakes => handshakes::run(&args, false).await,
         Scenario::Tour => {
             throughput::run(&setup, &args, &peers, transport, true).await?;
             latency::run(&setup, &args, &peers, true).await?;
             connections::run(&setup, &args, &peers, true).await?;
+            memory::run(&args, &peers, true).await?;
             handshakes::run(&args, true).await
         }
     }
