@@ -567,7 +567,7 @@ fn bench_measures_many_connections_at_once() {
             .find(|l| l.split_whitespace().next() == Some(clients))
             .unwrap_or_else(|| panic!("no row for {clients} clients:\n{stdout}"));
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells.len(), 8, "{row}");
+        assert_eq!(cells.len(), 12, "{row}");
         assert!(
             cells
                 .iter()

@@ -1,14 +1,17 @@
 //! Many connections: N clients, each on its own TCP connection to one
 //! server process (both ends in this process), all sending at once;
-//! aggregate messages and bytes per second.
+//! aggregate messages and bytes per second, the CPU they cost, and the
+//! round trips of a probe beside them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use tokio::sync::Barrier;
 
+use super::latency::{Beside, Echo, Latency};
 use super::peers::{LinkEnd, OverLink, run_over};
 use super::throughput::pump_from;
 use super::{Mode, Peer, Sample, Setup, tcp_pair};
@@ -29,15 +32,29 @@ pub async fn fan_in(
     clients: usize,
     size: usize,
     per_client: usize,
-) -> Result<Sample, LinkError> {
+) -> Result<FanIn, LinkError> {
     let clients = clients.max(1);
-    // Every pump waits here, and so does this task: the clock starts when
-    // all connections are up.
-    let start = Arc::new(Barrier::new(clients + 1));
+    // Every pump waits here, and so does the probe and this task: the
+    // clock starts when all connections are up.
+    let start = Arc::new(Barrier::new(clients + 2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (client, server) = tcp_pair().await?;
+        let echo = Echo {
+            size: PROBE_SIZE,
+            count: 0,
+            beside: Some(Beside {
+                start: start.clone(),
+                stop: stop.clone(),
+            }),
+        };
+        let setup = setup.clone();
+        tokio::spawn(async move { run_over(&setup, peer, 1024, client, server, echo).await })
+    };
     let mut links = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (client, server) = tcp_pair().await?;
-        let job = FanIn {
+        let job = Pumper {
             size,
             count: per_client,
             start: start.clone(),
@@ -48,6 +65,7 @@ pub async fn fan_in(
         );
     }
     start.wait().await;
+    let cpu_before = super::cpu_time();
     let mut first_start: Option<Instant> = None;
     let mut last_finish: Option<Instant> = None;
     let mut bytes = 0;
@@ -58,24 +76,60 @@ pub async fn fan_in(
         last_finish = Some(last_finish.map_or(finished, |t| t.max(finished)));
         bytes += moved;
     }
+    let cpu = cpu_before
+        .zip(super::cpu_time())
+        .map(|(before, after)| after.saturating_sub(before));
+    stop.store(true, Ordering::Release);
+    let probe = probe
+        .await
+        .map_err(|err| LinkError::Io(std::io::Error::other(err)))??;
     let (Some(first), Some(last)) = (first_start, last_finish) else {
         return Err(LinkError::Io(std::io::Error::other("no connection ran")));
     };
-    Ok(Sample {
-        elapsed: last - first,
-        bytes,
-        messages: (clients * per_client) as u64,
+    Ok(FanIn {
+        sample: Sample {
+            elapsed: last - first,
+            bytes,
+            messages: (clients * per_client) as u64,
+        },
+        cpu,
+        probe,
     })
 }
 
+/// Payload bytes of the probe's requests.
+const PROBE_SIZE: usize = 64;
+
+/// One run of [`fan_in`].
+#[derive(Clone, Debug)]
+pub struct FanIn {
+    /// The load: all clients' messages, first handed over to last received.
+    pub sample: Sample,
+    /// CPU time the whole process (both ends of every connection, and the
+    /// probe) spent from the start of the load to its end (where the
+    /// process CPU clock exists).
+    pub cpu: Option<Duration>,
+    /// Round trips of 64 B on one more connection of the same peer,
+    /// timed one after the other while the load runs.
+    pub probe: Latency,
+}
+
+impl FanIn {
+    /// CPU time per message of the load.
+    pub fn cpu_per_message(&self) -> Option<Duration> {
+        let messages = u32::try_from(self.sample.messages.max(1)).ok()?;
+        self.cpu.map(|cpu| cpu / messages)
+    }
+}
+
 /// One connection's part: wait for the others, then pump.
-struct FanIn {
+struct Pumper {
     size: usize,
     count: usize,
     start: Arc<Barrier>,
 }
 
-impl OverLink for FanIn {
+impl OverLink for Pumper {
     type Output = (Instant, Instant, u64);
 
     async fn run<T, E1, E2>(

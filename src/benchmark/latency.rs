@@ -2,10 +2,13 @@
 //! The client sends a message, the server echoes it, the client receives
 //! it; each round trip is timed on its own.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::sync::Barrier;
 
 use super::peers::{LinkEnd, OverLink, run_on};
 use super::{Peer, Setup, Transport};
@@ -65,12 +68,28 @@ pub async fn round_trips(
     size: usize,
     count: usize,
 ) -> Result<Latency, LinkError> {
-    run_on(setup, peer, transport, size.max(1024), Echo { size, count }).await
+    let echo = Echo {
+        size,
+        count,
+        beside: None,
+    };
+    run_on(setup, peer, transport, size.max(1024), echo).await
 }
 
-struct Echo {
-    size: usize,
-    count: usize,
+/// Round trips of `size` bytes: the client sends, the server echoes.
+pub(super) struct Echo {
+    pub(super) size: usize,
+    /// Round trips timed (after the warm-up), unless `beside` says when
+    /// to stop.
+    pub(super) count: usize,
+    pub(super) beside: Option<Beside>,
+}
+
+/// A probe running beside a load: it starts timing when the load starts
+/// and stops when told.
+pub(super) struct Beside {
+    pub(super) start: Arc<Barrier>,
+    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl OverLink for Echo {
@@ -97,7 +116,20 @@ impl OverLink for Echo {
         });
         let request = Bytes::from(vec![0x5a; self.size]);
         let mut round_trips = Vec::with_capacity(self.count);
-        for i in 0..WARM_UP + self.count {
+        let mut i = 0;
+        loop {
+            if i == WARM_UP
+                && let Some(beside) = &self.beside
+            {
+                beside.start.wait().await;
+            }
+            let done = match &self.beside {
+                Some(beside) => i > WARM_UP && beside.stop.load(Ordering::Acquire),
+                None => i >= WARM_UP + self.count,
+            };
+            if done {
+                break;
+            }
             let started = Instant::now();
             client.send(request.clone()).await?;
             let reply = match client.next().await {
@@ -113,6 +145,7 @@ impl OverLink for Echo {
             if i >= WARM_UP {
                 round_trips.push(elapsed);
             }
+            i += 1;
         }
         drop(client);
         let _ = echo.await;

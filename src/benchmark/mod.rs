@@ -33,7 +33,7 @@ use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
 use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 
-pub use connections::fan_in;
+pub use connections::{FanIn, fan_in};
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
 pub use latency::{Latency, round_trips};
 pub use memory::{IdleMemory, Meter, idle_connections};
@@ -161,6 +161,21 @@ pub(crate) async fn tcp_pair() -> Result<(tokio::net::TcpStream, tokio::net::Tcp
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     Ok((client, server))
+}
+
+/// CPU time this process has spent so far, all its threads
+/// (`CLOCK_PROCESS_CPUTIME_ID`), where the platform has that clock.
+pub(crate) fn cpu_time() -> Option<Duration> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Some(Duration::new(
+            u64::try_from(now.tv_sec).ok()?,
+            u32::try_from(now.tv_nsec).ok()?,
+        ))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    None
 }
 
 /// The duplex buffer of [`Transport::Duplex`].
