@@ -612,3 +612,45 @@ fn bench_measures_memory_per_idle_connection() {
         }
     }
 }
+
+/// `bench --plot DIR`: an SVG chart per result, every implementation its
+/// own series, written next to the table.
+#[test]
+fn bench_plots_svg_charts() {
+    let ws = Workspace::new("plot");
+    let dir = ws.arg("charts");
+    let out = run(
+        &[
+            "bench",
+            "--scenario",
+            "latency",
+            "--count",
+            "20",
+            "--rounds",
+            "1",
+            "--size",
+            "64",
+            "--size",
+            "1024",
+            "--plot",
+            &dir,
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let chart = ws.path("charts").join("latency.svg");
+    assert!(
+        stdout.contains(&format!("chart: {}", chart.display())),
+        "{stdout}"
+    );
+    let svg = std::fs::read_to_string(&chart).expect("latency.svg");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    for series in [
+        "ours p50", "ours p99", "P1 p50", "P1 p99", "P2b p50", "P2b p99",
+    ] {
+        assert!(svg.contains(series), "no series {series:?} in the chart");
+    }
+    // A point per series and size.
+    assert_eq!(svg.matches("<circle").count(), 6 * 2, "points");
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use secure_link::benchmark::{Latency, Peer, Sample, Setup, fan_in, median};
 
+use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress};
 use crate::Error;
 
@@ -20,7 +21,7 @@ pub(super) async fn run(
     args: &Args,
     peers: &[Peer],
     tour: bool,
-) -> Result<(), Error> {
+) -> Result<Vec<Chart>, Error> {
     // Both ends are in this process: two descriptors per connection.
     #[cfg(unix)]
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
@@ -149,7 +150,30 @@ pub(super) async fn run(
         }
         outln!();
     }
-    Ok(())
+    let charts = sizes
+        .iter()
+        .map(|&size| Chart {
+            file: format!("connections-{}", human(size).replace(' ', "")),
+            title: format!("Aggregate rate of N clients to one server, {}", human(size)),
+            x_label: "clients".into(),
+            y_label: "messages/s (millions)".into(),
+            log_x: true,
+            series: peers
+                .iter()
+                .map(|&peer| Series {
+                    name: peer.to_string(),
+                    points: counts
+                        .iter()
+                        .filter_map(|&clients| {
+                            let runs = samples.get(&(size, clients, peer))?;
+                            Some((clients as f64, median(runs)?.messages_per_s() / 1e6))
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(charts)
 }
 
 fn median_duration(runs: &[Duration]) -> Option<Duration> {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use secure_link::benchmark::{Handshaker, handshake_cases, handshakes};
 
+use super::plot::Chart;
 use super::{Args, cell, progress};
 use crate::Error;
 
-pub(super) async fn run(args: &Args, tour: bool) -> Result<(), Error> {
+pub(super) async fn run(args: &Args, tour: bool) -> Result<Vec<Chart>, Error> {
     let count = args.count.unwrap_or(if tour { 100 } else { 500 }).max(1);
     let rounds = if tour { 1 } else { args.rounds };
     let cases = handshake_cases();
@@ -63,5 +64,5 @@ pub(super) async fn run(args: &Args, tour: bool) -> Result<(), Error> {
         );
     }
     outln!();
-    Ok(())
+    Ok(Vec::new())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secure_link::benchmark::{Latency, Peer, Setup, Transport, round_trips};
 
+use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress};
 use crate::Error;
 
@@ -19,7 +20,7 @@ pub(super) async fn run(
     args: &Args,
     peers: &[Peer],
     tour: bool,
-) -> Result<(), Error> {
+) -> Result<Vec<Chart>, Error> {
     let sizes: &[usize] = if args.sizes.is_empty() {
         &[64, 1024, 64 * 1024]
     } else {
@@ -123,5 +124,29 @@ pub(super) async fn run(
         );
     }
     outln!();
-    Ok(())
+    let mut series = Vec::new();
+    for &peer in &peers {
+        for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+            series.push(Series {
+                name: format!("{peer} {name}"),
+                points: sizes
+                    .iter()
+                    .filter_map(|&size| {
+                        let mut round_trips = all.get(&(size, peer))?.clone();
+                        round_trips.sort();
+                        let d = Latency { round_trips }.quantile(q)?;
+                        Some((size as f64, d.as_secs_f64() * 1e6))
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(vec![Chart {
+        file: "latency".into(),
+        title: "Request/response round trip over 127.0.0.1 TCP".into(),
+        x_label: "message size (bytes)".into(),
+        y_label: "round trip (µs)".into(),
+        log_x: true,
+        series,
+    }])
 }

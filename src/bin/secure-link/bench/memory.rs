@@ -9,6 +9,7 @@
 
 use secure_link::benchmark::{IdleMemory, Meter, Peer, Setup, idle_connections};
 
+use super::plot::{Chart, Series};
 use super::{Args, PeerArg, cell, human, progress};
 use crate::Error;
 
@@ -69,11 +70,11 @@ fn raise_descriptor_limit() -> u64 {
     1024
 }
 
-pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<(), Error> {
+pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<Vec<Chart>, Error> {
     // (exchange, connections); `--count` sets the connections.
     let mut cases: Vec<(usize, usize)> = match (args.sizes.as_slice(), tour) {
-        ([], true) => vec![(1024, 200), (256 * 1024, 40)],
-        ([], false) => vec![(1024, 2_000), (256 * 1024, 400)],
+        ([], true) => vec![(1024, 50), (1024, 200), (256 * 1024, 40)],
+        ([], false) => vec![(1024, 250), (1024, 1_000), (1024, 2_000), (256 * 1024, 400)],
         (sizes, _) => sizes
             .iter()
             .map(|&s| (s, if tour { 40 } else { 400 }))
@@ -124,7 +125,7 @@ pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<(), E
         "RSS KiB (both)"
     );
     let kib = |v: Option<f64>| cell(v.map(|b| b / 1024.0), 1);
-    for (exchange, connections, peer, m) in rows {
+    for &(exchange, connections, peer, m) in &rows {
         outln!(
             "{:>9} {:>12} {:>5} {:>16} {:>16} {:>16}",
             human(exchange),
@@ -136,7 +137,42 @@ pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<(), E
         );
     }
     outln!();
-    Ok(())
+    // Total memory against the number of idle connections, per exchange
+    // size measured at more than one count.
+    let mut charts = Vec::new();
+    for &(exchange, _) in &cases {
+        let file = format!("memory-{}", human(exchange).replace(' ', ""));
+        if charts.iter().any(|c: &Chart| c.file == file) {
+            continue;
+        }
+        let mut series = Vec::new();
+        for &peer in &peers {
+            let total = |pick: fn(&IdleMemory) -> Option<f64>| {
+                rows.iter()
+                    .filter(|r| r.0 == exchange && r.2 == peer)
+                    .filter_map(|r| Some((r.1 as f64, pick(&r.3)? * r.1 as f64 / 1_048_576.0)))
+                    .collect::<Vec<_>>()
+            };
+            series.push(Series {
+                name: format!("{peer} RSS (both ends)"),
+                points: total(|m| m.rss),
+            });
+            series.push(Series {
+                name: format!("{peer} server heap"),
+                points: total(|m| m.server_heap),
+            });
+        }
+        series.retain(|s| s.points.len() > 1);
+        charts.push(Chart {
+            file,
+            title: format!("Idle connections after one {} exchange", human(exchange)),
+            x_label: "connections".into(),
+            y_label: "MiB".into(),
+            log_x: false,
+            series,
+        });
+    }
+    Ok(charts)
 }
 
 /// Runs one case in a child process and reads its line.

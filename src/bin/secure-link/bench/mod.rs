@@ -6,6 +6,7 @@ mod connections;
 mod handshakes;
 mod latency;
 mod memory;
+mod plot;
 mod throughput;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -40,6 +41,9 @@ pub(crate) struct Args {
     /// of the others show "-"; useful under a profiler.
     #[arg(long = "peer", value_enum)]
     peers: Vec<PeerArg>,
+    /// Also write SVG charts of the results into this directory.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<std::path::PathBuf>,
     /// One memory case, PEER:CONNECTIONS:BYTES, run in a child process.
     #[arg(long, hide = true)]
     memory_case: Option<String>,
@@ -109,20 +113,27 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         TransportArg::Tcp => Transport::Tcp,
     };
     let setup = Setup::new()?;
-    match args.scenario {
-        Scenario::Throughput => throughput::run(&setup, &args, &peers, transport, false).await,
-        Scenario::Latency => latency::run(&setup, &args, &peers, false).await,
-        Scenario::Connections => connections::run(&setup, &args, &peers, false).await,
-        Scenario::Memory => memory::run(&args, &peers, false).await,
-        Scenario::Handshakes => handshakes::run(&args, false).await,
+    let charts = match args.scenario {
+        Scenario::Throughput => throughput::run(&setup, &args, &peers, transport, false).await?,
+        Scenario::Latency => latency::run(&setup, &args, &peers, false).await?,
+        Scenario::Connections => connections::run(&setup, &args, &peers, false).await?,
+        Scenario::Memory => memory::run(&args, &peers, false).await?,
+        Scenario::Handshakes => handshakes::run(&args, false).await?,
         Scenario::Tour => {
-            throughput::run(&setup, &args, &peers, transport, true).await?;
-            latency::run(&setup, &args, &peers, true).await?;
-            connections::run(&setup, &args, &peers, true).await?;
-            memory::run(&args, &peers, true).await?;
-            handshakes::run(&args, true).await
+            let mut charts = throughput::run(&setup, &args, &peers, transport, true).await?;
+            charts.extend(latency::run(&setup, &args, &peers, true).await?);
+            charts.extend(connections::run(&setup, &args, &peers, true).await?);
+            charts.extend(memory::run(&args, &peers, true).await?);
+            charts.extend(handshakes::run(&args, true).await?);
+            charts
+        }
+    };
+    if let Some(dir) = &args.plot {
+        for path in plot::write_all(dir, &charts)? {
+            outln!("chart: {}", path.display());
         }
     }
+    Ok(())
 }
 
 /// A progress bar over `total` runs (stderr; hidden when not a terminal).

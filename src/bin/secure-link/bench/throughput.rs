@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use secure_link::benchmark::{Mode, Peer, Sample, Setup, Transport, median, transfer};
 
+use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress};
 use crate::Error;
 
@@ -21,7 +22,7 @@ pub(super) async fn run(
     peers: &[Peer],
     transport: Transport,
     tour: bool,
-) -> Result<(), Error> {
+) -> Result<Vec<Chart>, Error> {
     let modes: &[Mode] = match (tour, args.mode) {
         (true, _) => &[Mode::Batched],
         (false, ModeArg::Batched) => &[Mode::Batched],
@@ -128,5 +129,38 @@ pub(super) async fn run(
         }
         outln!();
     }
-    Ok(())
+    let charts = modes
+        .iter()
+        .map(|&mode| Chart {
+            file: format!("throughput-{}", mode_name(mode)),
+            title: format!(
+                "Throughput over {transport:?}, {} (medians)",
+                mode_name(mode)
+            ),
+            x_label: "message size (bytes)".into(),
+            y_label: "MB/s of payload".into(),
+            log_x: true,
+            series: peers
+                .iter()
+                .map(|&peer| Series {
+                    name: peer.to_string(),
+                    points: sizes
+                        .iter()
+                        .filter_map(|&size| {
+                            let runs = samples.get(&(mode, size, peer))?;
+                            Some((size as f64, median(runs)?.mb_per_s()))
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(charts)
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Batched => "batched",
+        Mode::PerMessage => "per-message",
+    }
 }
