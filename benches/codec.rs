@@ -101,5 +101,50 @@ fn hmac(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, hmac);
+/// The TLS record protection of the link: AES-256-GCM (the suite rustls
+/// negotiates first between two ends of this crate) sealing and opening
+/// full 16 KiB records with aws-lc-rs, the provider's own AEAD. With the
+/// `hmac-sha256/rustcrypto` and `codec/decode-two` figures this gives the
+/// format's throughput floor in BENCHMARKS.md.
+fn record_protection(c: &mut Criterion) {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+
+    const RECORD: usize = 16 * 1024;
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x11; 32]).unwrap());
+    let nonce = |seq: u64| {
+        let mut n = [0x22; 12];
+        n[4..].copy_from_slice(&seq.to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    let aad = [0x17, 0x03, 0x03, 0x40, 0x11];
+    let mut group = c.benchmark_group("record");
+    group.throughput(Throughput::Bytes(RECORD as u64));
+    let mut record = vec![0x5a; RECORD + 1];
+    let mut seq = 0;
+    group.bench_function(BenchmarkId::new("aes-256-gcm-seal", RECORD), |b| {
+        b.iter(|| {
+            seq += 1;
+            key.seal_in_place_separate_tag(nonce(seq), Aad::from(aad), &mut record)
+                .unwrap()
+        })
+    });
+    let plain = vec![0x5a; RECORD + 1];
+    let mut sealed = plain.clone();
+    let tag = key
+        .seal_in_place_separate_tag(nonce(0), Aad::from(aad), &mut sealed)
+        .unwrap();
+    sealed.extend_from_slice(tag.as_ref());
+    let mut wire = sealed.clone();
+    group.bench_function(BenchmarkId::new("aes-256-gcm-open", RECORD), |b| {
+        b.iter(|| {
+            wire.copy_from_slice(&sealed);
+            key.open_in_place(nonce(0), Aad::from(aad), &mut wire)
+                .unwrap()
+                .len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, hmac, record_protection);
 criterion_main!(benches);

@@ -40,6 +40,13 @@ pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
 /// hold the memory of its largest burst.
 pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 
+/// The largest message the sink holds back to pair with the next. Above
+/// it the hold costs more than the interleaving gains: a pair of 1 MiB
+/// messages is 2 MiB hashed before the first byte leaves, while the
+/// receiver waits (over a 1 MiB duplex, ours/P2b went from 0.76-0.92 to
+/// 0.96-1.03 at 1 MiB; BENCHMARKS.md).
+const PAIR_MAX_HOLD: usize = 256 * 1024;
+
 /// `io` framed with `codec`, buffered as described above.
 pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) -> FramedLink<T> {
     // `with_capacity` sizes both buffers; the write buffer starts empty.
@@ -50,11 +57,11 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
 }
 
 /// [`Framed`] with [`HmacFrameCodec`], except that a message of at least
-/// `PAIR_MIN_LEN` bytes given to the sink is held back until the next one
-/// arrives (or a flush or close), and the two are encoded together with
-/// their tags hashed interleaved (see `codec::PAIR_MIN_LEN`). The bytes
-/// on the wire are the same as frame by frame; batched sends of messages
-/// from 1 KiB up get faster.
+/// `PAIR_MIN_LEN` bytes and at most `PAIR_MAX_HOLD` given to the sink is
+/// held back until the next one arrives (or a flush or close), and the two
+/// are encoded together with their tags hashed interleaved (see
+/// `codec::PAIR_MIN_LEN`). The bytes on the wire are the same as frame by
+/// frame; batched sends of messages from 1 KiB up get faster.
 pub(crate) struct FramedLink<T> {
     framed: Framed<T, HmacFrameCodec>,
     /// A message accepted by `start_send` and not yet encoded.
@@ -116,7 +123,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
                 *this.framed.write_buffer_mut() = buffer;
                 encoded
             }
-            None if item.len() >= PAIR_MIN_LEN => {
+            None if (PAIR_MIN_LEN..=PAIR_MAX_HOLD).contains(&item.len()) => {
                 this.held = Some(item);
                 Ok(())
             }
