@@ -77,7 +77,7 @@
 //!   benchmark behind `secure-link bench`).
 
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "bench")]
 #[doc(hidden)]

@@ -712,10 +712,16 @@ proptest! {
 }
 
 /// The fuzzer's committed seeds (fuzz/seeds/decode), replayed in every
-/// test run.
+/// test run of the repository. The published package leaves the fuzzing
+/// workspace out; there (no `fuzz/` at all) there is nothing to replay.
 #[test]
 fn committed_fuzz_seeds_replay() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("fuzz").exists() && !root.join(".git").exists() {
+        eprintln!("no fuzz/ in this package: seeds not replayed");
+        return;
+    }
+    let dir = root.join("fuzz/seeds/decode");
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let input = std::fs::read(entry.unwrap().path()).unwrap();

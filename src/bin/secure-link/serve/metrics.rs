@@ -1,0 +1,196 @@
+//! `serve --metrics ADDR`: Prometheus counters of what serve does, through
+//! the `metrics` facade and `metrics-exporter-prometheus` (its HTTP
+//! listener answers any GET with the text format). Without `--metrics` no
+//! recorder is installed and every update below is a no-op.
+//!
+//! Names follow Prometheus' conventions: `secure_link_` prefix, `_total`
+//! on counters, units in the name.
+
+use std::net::SocketAddr;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use secure_link::LinkError;
+
+use crate::Error;
+
+const ACCEPTED: &str = "secure_link_connections_accepted_total";
+const OPEN: &str = "secure_link_connections_open";
+const CLOSED: &str = "secure_link_connections_closed_total";
+const HANDSHAKES_FAILED: &str = "secure_link_handshakes_failed_total";
+const RECEIVED: &str = "secure_link_messages_received_total";
+const RECEIVED_BYTES: &str = "secure_link_received_bytes_total";
+const SENT: &str = "secure_link_messages_sent_total";
+const SENT_BYTES: &str = "secure_link_sent_bytes_total";
+const SIZE: &str = "secure_link_message_size_bytes";
+
+/// Upper bounds of the message size histogram's buckets, in bytes.
+const SIZE_BUCKETS: [f64; 10] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
+    16_777_216.0,
+];
+
+/// Installs the recorder and starts the HTTP listener on `addr` (on the
+/// current tokio runtime).
+pub(crate) fn serve_on(addr: SocketAddr) -> Result<(), Error> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(SIZE.to_owned()), &SIZE_BUCKETS)
+        .and_then(PrometheusBuilder::install)
+        .map_err(|err| Error::msg(format!("--metrics {addr}: {err}")))?;
+    describe();
+    // Present from the first scrape, at zero.
+    for reason in Closed::ALL {
+        counter!(CLOSED, "reason" => reason.label()).absolute(0);
+    }
+    for reason in HandshakeFailure::ALL {
+        counter!(HANDSHAKES_FAILED, "reason" => reason.label()).absolute(0);
+    }
+    for name in [ACCEPTED, RECEIVED, RECEIVED_BYTES, SENT, SENT_BYTES] {
+        counter!(name).absolute(0);
+    }
+    gauge!(OPEN).set(0.0);
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(ACCEPTED, "TCP connections accepted");
+    describe_gauge!(OPEN, "Connections accepted and not yet closed");
+    describe_counter!(CLOSED, "Connections ended, by reason");
+    describe_counter!(HANDSHAKES_FAILED, "TLS handshakes that failed, by reason");
+    describe_counter!(RECEIVED, "Authenticated messages received");
+    describe_counter!(RECEIVED_BYTES, Unit::Bytes, "Payload bytes received");
+    describe_counter!(SENT, "Messages sent (echo replies)");
+    describe_counter!(SENT_BYTES, Unit::Bytes, "Payload bytes sent");
+    describe_histogram!(SIZE, Unit::Bytes, "Payload size of each message received");
+}
+
+/// A connection accepted; it counts as open until [`closed`].
+pub(crate) fn accepted() {
+    counter!(ACCEPTED).increment(1);
+    gauge!(OPEN).increment(1.0);
+}
+
+/// A message of `len` payload bytes received.
+pub(crate) fn received(len: usize) {
+    counter!(RECEIVED).increment(1);
+    counter!(RECEIVED_BYTES).increment(len as u64);
+    histogram!(SIZE).record(len as f64);
+}
+
+/// A reply of `len` payload bytes sent.
+pub(crate) fn sent(len: usize) {
+    counter!(SENT).increment(1);
+    counter!(SENT_BYTES).increment(len as u64);
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// The client closed with `close_notify` and we answered.
+    Clean,
+    /// A message's tag did not verify.
+    InvalidHmac,
+    /// No message within `--first-message-timeout`.
+    FirstMessageTimeout,
+    /// Silent past `--idle-timeout`.
+    IdleTimeout,
+    /// A reply or the closing `close_notify` took past `--write-timeout`.
+    WriteTimeout,
+    /// The TLS handshake did not complete (see the handshake counter).
+    Handshake,
+    /// A TLS error after the handshake.
+    Tls,
+    /// A message over `--max-frame-len` (or the first-frame limit).
+    FrameTooLarge,
+    /// The connection broke or ended mid-frame.
+    Io,
+}
+
+impl Closed {
+    const ALL: [Closed; 9] = [
+        Closed::Clean,
+        Closed::InvalidHmac,
+        Closed::FirstMessageTimeout,
+        Closed::IdleTimeout,
+        Closed::WriteTimeout,
+        Closed::Handshake,
+        Closed::Tls,
+        Closed::FrameTooLarge,
+        Closed::Io,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Closed::Clean => "clean",
+            Closed::InvalidHmac => "invalid_hmac",
+            Closed::FirstMessageTimeout => "first_message_timeout",
+            Closed::IdleTimeout => "idle_timeout",
+            Closed::WriteTimeout => "write_timeout",
+            Closed::Handshake => "handshake",
+            Closed::Tls => "tls",
+            Closed::FrameTooLarge => "frame_too_large",
+            Closed::Io => "io",
+        }
+    }
+
+    /// The reason a link error ends a connection with.
+    pub(crate) fn of(err: &LinkError) -> Closed {
+        match err {
+            LinkError::InvalidHmac => Closed::InvalidHmac,
+            LinkError::FirstMessageTimeout(_) => Closed::FirstMessageTimeout,
+            LinkError::IdleTimeout(_) => Closed::IdleTimeout,
+            LinkError::CloseTimeout(_) => Closed::WriteTimeout,
+            LinkError::HandshakeTimeout => Closed::Handshake,
+            LinkError::Tls(_) => Closed::Tls,
+            LinkError::FrameTooLarge { .. } => Closed::FrameTooLarge,
+            _ => Closed::Io,
+        }
+    }
+
+    /// Counts the end of a connection counted by [`accepted`].
+    pub(crate) fn record(self) {
+        counter!(CLOSED, "reason" => self.label()).increment(1);
+        gauge!(OPEN).decrement(1.0);
+    }
+}
+
+/// Why a TLS handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandshakeFailure {
+    /// Not finished within `--handshake-timeout`.
+    Timeout,
+    /// The TLS layer refused (bad certificate, protocol version, ...).
+    Tls,
+    /// The connection broke during the handshake.
+    Io,
+}
+
+impl HandshakeFailure {
+    const ALL: [HandshakeFailure; 3] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Tls,
+        HandshakeFailure::Io,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Tls => "tls",
+            HandshakeFailure::Io => "io",
+        }
+    }
+
+    pub(crate) fn of(err: &LinkError) -> HandshakeFailure {
+        match err {
+            LinkError::HandshakeTimeout => HandshakeFailure::Timeout,
+            LinkError::Tls(_) => HandshakeFailure::Tls,
+            _ => HandshakeFailure::Io,
+        }
+    }
+
+    pub(crate) fn record(self) {
+        counter!(HANDSHAKES_FAILED, "reason" => self.label()).increment(1);
+    }
+}
