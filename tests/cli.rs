@@ -654,3 +654,110 @@ fn bench_plots_svg_charts() {
     // A point per series and size.
     assert_eq!(svg.matches("<circle").count(), 6 * 2, "points");
 }
+
+/// `completions SHELL` prints a script each shell recognises as its own,
+/// naming the subcommands.
+#[test]
+fn completions_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _secure__link"),
+        ("zsh", "#compdef secure-link"),
+        ("fish", "complete -c secure-link"),
+        ("elvish", "edit:completion:arg-completer[secure-link]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = run(&["completions", shell], "");
+        let script = text(&out.stdout);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        for sub in ["serve", "send", "gen-certs", "bench", "completions", "man"] {
+            assert!(script.contains(sub), "{shell}: no {sub}");
+        }
+    }
+    let out = run(&["completions", "tcsh"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
+
+/// `man` prints a roff man page of the whole tool.
+#[test]
+fn man_page_is_roff_naming_every_subcommand() {
+    let out = run(&["man"], "");
+    let page = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        page.contains(".TH secure-link 1"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH DESCRIPTION",
+        ".SH OPTIONS",
+        ".SH SUBCOMMANDS",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    for sub in [
+        "secure\\-link\\-serve",
+        "secure\\-link\\-send",
+        "secure\\-link\\-gen\\-certs",
+    ] {
+        assert!(page.contains(sub), "no {sub}");
+    }
+    assert!(page.contains("\\-\\-verbose"), "global options are listed");
+}
+
+/// `-q` silences info lines, `-v` adds debug ones, RUST_LOG overrides
+/// both; without a terminal (or with NO_COLOR) no colour codes.
+#[test]
+fn verbosity_flags_set_the_log_level_and_rust_log_overrides() {
+    let ws = Workspace::new("verbosity");
+    let server = Server::start(&ws, &[]);
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.push("hello".into());
+    let with = |flags: &[&str], rust_log: Option<&str>| {
+        // Global flags go before the subcommand: send's messages may
+        // start with a dash.
+        let mut all: Vec<&str> = flags.to_vec();
+        all.extend(args.iter().map(String::as_str));
+        let mut command = secure_link(&all);
+        command.env_remove("RUST_LOG").env("NO_COLOR", "1");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let default = with(&[], None);
+    assert!(
+        default.contains(" INFO connected to 127.0.0.1:"),
+        "{default}"
+    );
+    assert!(!default.contains("DEBUG"), "{default}");
+    assert!(
+        !default.contains('\u{1b}'),
+        "colour codes without a terminal: {default:?}"
+    );
+    let quiet = with(&["-q"], None);
+    assert_eq!(quiet, "", "-q: warnings and errors only");
+    let verbose = with(&["-v"], None);
+    assert!(verbose.contains("DEBUG"), "{verbose}");
+    assert!(verbose.contains(" INFO connected"), "{verbose}");
+    let overridden = with(&["-q"], Some("debug"));
+    assert!(
+        overridden.contains("DEBUG"),
+        "RUST_LOG decides: {overridden}"
+    );
+    let out = run(&["-q", "-v", "gen-key"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "-q and -v together are a usage error"
+    );
+}

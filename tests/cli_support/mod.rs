@@ -172,12 +172,14 @@ impl Server {
             stderr_lines,
         };
         let listening = server.wait_stderr("listening on ");
+        // A prose line ends with the address; a JSON one goes on after it.
         server.addr = listening
             .split("listening on ")
             .nth(1)
             .unwrap()
-            .trim()
-            .to_owned();
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+            .collect();
         server
     }
 

@@ -33,6 +33,13 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "secure-link", version, about)]
 struct Cli {
+    /// More log output: -v debug, -vv trace (RUST_LOG, when set, decides
+    /// instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output: -q warnings and errors, -qq errors, -qqq nothing.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,21 +59,30 @@ enum Command {
     Send(send::Args),
     /// Measure throughput against raw TLS framing and a hand-written codec.
     Bench(bench::Args),
+    /// Print a shell completion script: `secure-link completions bash >
+    /// /etc/bash_completion.d/secure-link`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `secure-link man > secure-link.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with 2 on a usage error
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(&cli);
 
     let result = match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "secure-link", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(|err| Error::msg(format!("cannot write the man page: {err}"))),
         Command::GenCerts(args) => generate::certs(&args),
         Command::GenKey(args) => generate::key(&args),
         Command::Demo(args) => block_on(demo::run(args)),
@@ -79,6 +95,40 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("secure-link: error: {err}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr: prose lines, coloured when stderr is a terminal and
+/// `NO_COLOR` is unset or empty (no-color.org), or one JSON object per
+/// line for `serve --log-format json`. The level is info, moved by
+/// `-v`/`-q`; `RUST_LOG`, when set, decides instead.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.verbose, cli.quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (2.., _) => "trace",
+        (_, 1) => "warn",
+        (_, 2) => "error",
+        (_, 3..) => "off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(filter);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == serve::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        _ => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init()
         }
     }
 }

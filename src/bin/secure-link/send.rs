@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use secure_link::{DEFAULT_MAX_FRAME_LEN, LinkError, SecureConnector};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::format::Format;
 use crate::{Error, files};
@@ -142,7 +142,14 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            sink.feed(Bytes::from(format.read_line(&line)?)).await?;
+            let message = Bytes::from(format.read_line(&line)?);
+            debug!(
+                bytes = message.len(),
+                "message {} of {} bytes",
+                sent + 1,
+                message.len()
+            );
+            sink.feed(message).await?;
             sent += 1;
             // Batch what is already read; flush when stdin has to wait.
             if stdin.buffer().is_empty() {
@@ -151,8 +158,14 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         }
     } else {
         for message in args.messages {
-            sink.feed(Bytes::from(format.read_line(message.as_bytes())?))
-                .await?;
+            let message = Bytes::from(format.read_line(message.as_bytes())?);
+            debug!(
+                bytes = message.len(),
+                "message {} of {} bytes",
+                sent + 1,
+                message.len()
+            );
+            sink.feed(message).await?;
             sent += 1;
         }
     }

@@ -92,9 +92,9 @@ impl Acceptor {
         if due {
             let repeats = self.unreported - 1;
             if repeats == 0 {
-                warn!("accept failed: {err}; retrying with back-off");
+                warn!(event = "accept_failed", error = %err, "accept failed: {err}; retrying with back-off");
             } else {
-                warn!("accept failed: {err} ({repeats} more failures since the last report)");
+                warn!(event = "accept_failed", error = %err, repeats, "accept failed: {err} ({repeats} more failures since the last report)");
             }
             self.unreported = 0;
             self.last_report = Some(Instant::now());

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
+use super::metrics::{self, Closed, HandshakeFailure};
 use super::output::Output;
 use crate::files;
 
@@ -22,7 +23,8 @@ pub(crate) struct Settings {
 }
 
 /// Serves one connection; `_slot` holds its place under the connection
-/// cap until this returns.
+/// cap until this returns. Every outcome is one log line with an `event`
+/// field, and counted (see `metrics`).
 pub(crate) async fn serve(
     acceptor: SecureAcceptor,
     tcp: TcpStream,
@@ -31,70 +33,125 @@ pub(crate) async fn serve(
     settings: Settings,
     _slot: OwnedSemaphorePermit,
 ) {
+    metrics::accepted();
+    let closed = run(acceptor, tcp, peer, output, settings).await;
+    closed.record();
+}
+
+async fn run(
+    acceptor: SecureAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    output: Output,
+    settings: Settings,
+) -> Closed {
     let _ = tcp.set_nodelay(true);
     let mut server = match acceptor.accept(tcp).await {
         Ok(server) => server,
         Err(err) => {
-            warn!(%peer, "handshake failed: {}", files::explain(&err));
-            return;
+            HandshakeFailure::of(&err).record();
+            let error = files::explain(&err);
+            warn!(%peer, event = "handshake_failed", %error, "handshake failed: {error}");
+            return Closed::Handshake;
         }
     };
     match server.peer_identity() {
-        Some(identity) => info!(%peer, "connected: client certificate of {identity}"),
-        None => info!(%peer, "connected"),
+        Some(identity) => info!(
+            %peer,
+            event = "connected",
+            client = %identity,
+            "connected: client certificate of {identity}"
+        ),
+        None => info!(%peer, event = "connected", "connected"),
     }
     let mut count = 0u64;
     while let Some(item) = server.next().await {
         match item {
             Ok(message) => {
                 count += 1;
+                metrics::received(message.len());
                 if count == 1 {
                     let key = server.key_fingerprint().unwrap_or_default();
-                    info!(%peer, "authenticated with key {key}");
+                    info!(%peer, event = "authenticated", %key, "authenticated with key {key}");
                 }
                 if settings.echo {
                     // The stream is not read while a reply waits: the
                     // client that does not read is cut off here, at the
                     // write timeout, and its messages stop being buffered.
+                    let len = message.len();
                     let reply = server.send(message.clone());
                     match tokio::time::timeout(settings.write_timeout, reply).await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => metrics::sent(len),
                         Ok(Err(err)) => {
-                            warn!(%peer, "echo failed after {count} messages: {}", files::explain(&err));
-                            return;
-                        }
-                        Err(_) => {
+                            let error = files::explain(&err);
                             warn!(
                                 %peer,
-                                "echo reply not written within {:?}: the client is not reading; closing the connection",
-                                settings.write_timeout
+                                event = "echo_failed",
+                                messages = count,
+                                %error,
+                                "echo failed after {count} messages: {error}"
                             );
-                            return;
+                            return Closed::of(&err);
+                        }
+                        Err(_) => {
+                            let seconds = settings.write_timeout.as_secs_f64();
+                            warn!(
+                                %peer,
+                                event = "write_timeout",
+                                messages = count,
+                                "echo reply not written within {seconds} s: the client is not reading; closing the connection"
+                            );
+                            return Closed::WriteTimeout;
                         }
                     }
                 }
                 if output.send(message).await.is_err() {
-                    return; // stdout is gone: serve is shutting down
+                    return Closed::Io; // stdout is gone: serve is shutting down
                 }
             }
             Err(LinkError::InvalidHmac) => {
-                warn!(%peer, "rejected a message with an invalid HMAC (wrong key?); closing the connection");
-                return;
+                warn!(
+                    %peer,
+                    event = "invalid_hmac",
+                    messages = count,
+                    "rejected a message with an invalid HMAC (wrong key?); closing the connection"
+                );
+                return Closed::InvalidHmac;
             }
             Err(err) => {
-                warn!(%peer, "connection failed after {count} messages: {}", files::explain(&err));
-                return;
+                let closed = Closed::of(&err);
+                let error = files::explain(&err);
+                warn!(
+                    %peer,
+                    event = "failed",
+                    reason = closed.label(),
+                    messages = count,
+                    %error,
+                    "connection failed after {count} messages: {error}"
+                );
+                return closed;
             }
         }
     }
     // The client sent close_notify: answer with ours.
     match tokio::time::timeout(settings.write_timeout, server.close()).await {
-        Ok(Ok(())) => info!(%peer, "closed cleanly after {count} messages"),
-        Ok(Err(err)) => warn!(%peer, "close failed after {count} messages: {err}"),
-        Err(_) => warn!(
-            %peer,
-            "close_notify not written within {:?} after {count} messages",
-            settings.write_timeout
-        ),
+        Ok(Ok(())) => {
+            info!(%peer, event = "closed", messages = count, "closed cleanly after {count} messages");
+            Closed::Clean
+        }
+        Ok(Err(err)) => {
+            warn!(%peer, event = "close_failed", messages = count, error = %err, "close failed after {count} messages: {err}");
+            Closed::of(&err)
+        }
+        Err(_) => {
+            let seconds = settings.write_timeout.as_secs_f64();
+            warn!(
+                %peer,
+                event = "write_timeout",
+                messages = count,
+                "close_notify not written within {seconds} s after {count} messages"
+            );
+            Closed::WriteTimeout
+        }
     }
 }

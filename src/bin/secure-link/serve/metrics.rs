@@ -26,7 +26,15 @@ const SIZE: &str = "secure_link_message_size_bytes";
 
 /// Upper bounds of the message size histogram's buckets, in bytes.
 const SIZE_BUCKETS: [f64; 10] = [
-    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
     16_777_216.0,
 ];
 
@@ -121,7 +129,7 @@ impl Closed {
         Closed::Io,
     ];
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Closed::Clean => "clean",
             Closed::InvalidHmac => "invalid_hmac",

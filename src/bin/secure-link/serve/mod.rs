@@ -6,6 +6,7 @@
 
 mod accept;
 mod connection;
+mod metrics;
 mod output;
 mod signals;
 
@@ -88,6 +89,23 @@ pub(crate) struct Args {
     /// (clients must use `send --session-bound`; see SECURITY.md).
     #[arg(long)]
     session_bound: bool,
+    /// Log lines on stderr: prose, or one JSON object per line (with the
+    /// peer address, the event and its fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// Serve Prometheus metrics over HTTP on this address, e.g.
+    /// 127.0.0.1:9100 (any GET path answers). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Prose lines (fields after the message).
+    Text,
+    /// tracing-subscriber's JSON: timestamp, level, message and fields.
+    Json,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
@@ -113,14 +131,21 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     // must find its handler.
     let mut signals = signals::Signals::install()?;
     let mut reloads = signals::Reloads::install()?;
+    if let Some(addr) = args.metrics {
+        metrics::serve_on(addr)?;
+        info!(event = "metrics", %addr, "Prometheus metrics on http://{addr}/metrics");
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|err| Error::msg(format!("cannot listen on {}: {err}", args.listen)))?;
+    let max = args.max_connections;
     info!(
-        "serving at most {} connections at once",
-        args.max_connections
+        event = "capacity",
+        max_connections = max,
+        "serving at most {max} connections at once"
     );
-    info!("listening on {}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    info!(event = "listening", addr = %local, "listening on {local}");
 
     let (output, writer) = output::spawn(args.format);
     let mut writer = Some(writer);
@@ -129,7 +154,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let stopped = loop {
         tokio::select! {
             signal = signals.next() => {
-                info!("{signal}: shutting down");
+                info!(event = "shutdown", %signal, "{signal}: shutting down");
                 break Ok(());
             }
             Some(ended) = async { Some(writer.as_mut()?.await) }, if writer.is_some() => {
@@ -141,9 +166,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 // Connections already open keep what they were accepted with.
                 Ok(fresh) => {
                     acceptor.replace(fresh);
-                    info!("SIGHUP: reloaded the certificate chain, private key and HMAC keys");
+                    info!(event = "reloaded", "SIGHUP: reloaded the certificate chain, private key and HMAC keys");
                 }
-                Err(err) => warn!("SIGHUP: reload failed, the running configuration stays: {err}"),
+                Err(err) => warn!(event = "reload_failed", error = %err, "SIGHUP: reload failed, the running configuration stays: {err}"),
             },
             (tcp, peer, slot) = incoming.next() => {
                 let acceptor = acceptor.current();
@@ -228,7 +253,8 @@ fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Err
         .with_first_message_timeout(timeouts.first_message)
         .with_idle_timeout(timeouts.idle)
         .with_auth_mode(crate::auth_mode(args.session_bound));
-    info!("accepting HMAC keys {}", fingerprints.join(", "));
+    let keys = fingerprints.join(", ");
+    info!(event = "keys", %keys, "accepting HMAC keys {keys}");
     Ok(acceptor)
 }
 
