@@ -761,3 +761,38 @@ fn verbosity_flags_set_the_log_level_and_rust_log_overrides() {
         "-q and -v together are a usage error"
     );
 }
+
+/// Colour follows the terminal: on a pseudo-terminal (util-linux
+/// `script`) log lines are coloured, unless `NO_COLOR` is set.
+#[test]
+fn log_colour_on_a_terminal_unless_no_color() {
+    let ws = Workspace::new("colour");
+    let server = Server::start(&ws, &[]);
+    let mut command_line = vec![bin()];
+    command_line.extend(ws.send_args(&server.addr, "key.hex", "pki/ca.pem"));
+    command_line.push("hello".into());
+    let command_line = command_line.join(" ");
+    let on_terminal = |no_color: Option<&str>| {
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &command_line, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            script.env("NO_COLOR", value);
+        }
+        let out = script
+            .output()
+            .expect("util-linux `script` (Debian: bsdutils) runs the command on a terminal");
+        assert!(out.status.success(), "{}", text(&out.stdout));
+        text(&out.stdout)
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains("connected to"), "{coloured}");
+    assert!(coloured.contains("\u{1b}["), "no colour on a terminal: {coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains("connected to"), "{plain}");
+    assert!(!plain.contains("\u{1b}["), "colour despite NO_COLOR: {plain:?}");
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(on_terminal(Some("")).contains("\u{1b}["));
+}
