@@ -789,10 +789,16 @@ fn log_colour_on_a_terminal_unless_no_color() {
     };
     let coloured = on_terminal(None);
     assert!(coloured.contains("connected to"), "{coloured}");
-    assert!(coloured.contains("\u{1b}["), "no colour on a terminal: {coloured:?}");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "no colour on a terminal: {coloured:?}"
+    );
     let plain = on_terminal(Some("1"));
     assert!(plain.contains("connected to"), "{plain}");
-    assert!(!plain.contains("\u{1b}["), "colour despite NO_COLOR: {plain:?}");
+    assert!(
+        !plain.contains("\u{1b}["),
+        "colour despite NO_COLOR: {plain:?}"
+    );
     // An empty NO_COLOR does not count (no-color.org).
     assert!(on_terminal(Some("")).contains("\u{1b}["));
 }
