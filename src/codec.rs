@@ -342,7 +342,7 @@ impl HmacFrameCodec {
         let mut mac = self.mac_for(Direction::Send, 0);
         mac.update(payload);
         dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
-        put_frame(dst, payload, mac);
+        put_frame(dst, payload, &mac.finalize().into_bytes());
         self.count_sent(1);
         Ok(())
     }
@@ -363,8 +363,8 @@ impl HmacFrameCodec {
         let (mut first_mac, mut second_mac) = self.two_macs(Direction::Send);
         update_interleaved(&mut first_mac, first, &mut second_mac, second);
         dst.reserve(2 * (LENGTH_LEN + TAG_LEN) + first.len() + second.len());
-        put_frame(dst, first, first_mac);
-        put_frame(dst, second, second_mac);
+        put_frame(dst, first, &first_mac.finalize().into_bytes());
+        put_frame(dst, second, &second_mac.finalize().into_bytes());
         self.count_sent(2);
         Ok(())
     }
@@ -529,13 +529,13 @@ fn declared_len(frame: &[u8]) -> Option<usize> {
     Some(u32::from_be_bytes(head) as usize)
 }
 
-/// Writes one frame: the length, `payload`, and the tag `mac` (which has
-/// hashed the payload) computes. The only place the layout is written.
-fn put_frame(dst: &mut BytesMut, payload: &[u8], mac: Hmac<Sha256>) {
+/// Writes one frame: the length, `payload`, and its `tag`. The only place
+/// the layout is written.
+fn put_frame(dst: &mut BytesMut, payload: &[u8], tag: &[u8]) {
     // Callers checked the length against max_frame_len <= u32::MAX.
     dst.put_u32(payload.len() as u32);
     dst.extend_from_slice(payload);
-    dst.extend_from_slice(&mac.finalize().into_bytes());
+    dst.extend_from_slice(tag);
 }
 
 /// Makes room for `ahead` more bytes in `src`: in place if the buffer can
