@@ -142,15 +142,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            let message = Bytes::from(format.read_line(&line)?);
-            debug!(
-                bytes = message.len(),
-                "message {} of {} bytes",
-                sent + 1,
-                message.len()
-            );
-            sink.feed(message).await?;
-            sent += 1;
+            feed(&mut sink, format.read_line(&line)?, &mut sent).await?;
             // Batch what is already read; flush when stdin has to wait.
             if stdin.buffer().is_empty() {
                 sink.flush().await?;
@@ -158,15 +150,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         }
     } else {
         for message in args.messages {
-            let message = Bytes::from(format.read_line(message.as_bytes())?);
-            debug!(
-                bytes = message.len(),
-                "message {} of {} bytes",
-                sent + 1,
-                message.len()
-            );
-            sink.feed(message).await?;
-            sent += 1;
+            feed(&mut sink, format.read_line(message.as_bytes())?, &mut sent).await?;
         }
     }
     // Flush, close_notify, then wait (bounded) for the server's close_notify
@@ -198,4 +182,20 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         Ok(Err(err)) => Err(Error::msg(format!("reply printer failed: {err}"))),
         Err(_) => Err(unconfirmed("no close_notify in time")),
     }
+}
+
+/// Hands one message to the link (logged at debug) and counts it.
+async fn feed<S>(sink: &mut S, message: Vec<u8>, sent: &mut u64) -> Result<(), LinkError>
+where
+    S: futures::Sink<Bytes, Error = LinkError> + Unpin,
+{
+    let number = *sent + 1;
+    debug!(
+        bytes = message.len(),
+        "message {number} of {} bytes",
+        message.len()
+    );
+    sink.feed(Bytes::from(message)).await?;
+    *sent = number;
+    Ok(())
 }
