@@ -740,6 +740,15 @@ fn verbosity_flags_set_the_log_level_and_rust_log_overrides() {
         "{default}"
     );
     assert!(!default.contains("DEBUG"), "{default}");
+    // Prose, not Rust: no Option or enum Debug wrappers.
+    assert!(
+        default.contains("over TLSv1_3, cipher suite TLS13_"),
+        "{default}"
+    );
+    assert!(
+        !default.contains("Some(") && !default.contains("None"),
+        "{default}"
+    );
     assert!(
         !default.contains('\u{1b}'),
         "colour codes without a terminal: {default:?}"
