@@ -265,10 +265,10 @@ fn session_bound_serve_and_send_interoperate_and_refuse_lab_clients() {
     server.wait_stderr("invalid HMAC");
 }
 
-/// `secure-link bench` with `args`, on a short in-memory batched run.
-fn quick_bench(args: &[&str]) -> std::process::Output {
+/// `secure-link bench` with `args`, on a short in-memory batched run: its
+/// table.
+fn quick_bench(args: &[&str]) -> String {
     let mut all = vec![
-        "bench",
         "--scenario",
         "throughput",
         "--count",
@@ -278,14 +278,12 @@ fn quick_bench(args: &[&str]) -> std::process::Output {
     ];
     all.extend_from_slice(&["--transport", "duplex", "--mode", "batched"]);
     all.extend_from_slice(args);
-    run(&all, "")
+    bench_table(&all)
 }
 
 #[test]
 fn bench_prints_the_comparison_table() {
-    let out = quick_bench(&["--size", "64", "--size", "4096"]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = quick_bench(&["--size", "64", "--size", "4096"]);
     for column in [
         "ours MB/s",
         "P1 MB/s",
@@ -307,15 +305,10 @@ fn bench_prints_the_comparison_table() {
 
 #[test]
 fn bench_runs_only_the_peers_asked_for() {
-    let out = quick_bench(&[
+    let stdout = quick_bench(&[
         "--peer", "p2", "--peer", "ours", "--peer", "p2", "--size", "1024",
     ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let row = stdout
-        .lines()
-        .find(|line| line.trim_start().starts_with("1 KiB"))
-        .unwrap_or_else(|| panic!("no 1 KiB row:\n{stdout}"));
+    let row = row(&stdout, "1 KiB");
     // size (2 words), ours MB/s, ours msg/s, P1, P2, P2b, P3, ours/P1,
     // ours/P2, ours/P2b, ours/P3
     let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
@@ -466,41 +459,55 @@ fn serve_with_a_client_ca_requires_and_names_client_certificates() {
     server.wait_stderr("connected: client certificate of client");
 }
 
+/// `secure-link bench ARGS`: its stdout, once it exited 0.
+fn bench_table(args: &[&str]) -> String {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    let out = run(&all, "");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    stdout
+}
+
+/// The row of `table` whose first words are `first`.
+fn row<'a>(table: &'a str, first: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.trim_start().starts_with(first))
+        .unwrap_or_else(|| panic!("no {first:?} row:\n{table}"))
+}
+
+/// Asserts that `row`, after its first `skip` words, holds `count` cells,
+/// each a positive number (every implementation ran, every ratio exists).
+fn assert_positive_cells(row: &str, skip: usize, count: usize) {
+    let cells: Vec<&str> = row.split_whitespace().skip(skip).collect();
+    assert_eq!(cells.len(), count, "{row}");
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
+        "{row}"
+    );
+}
+
 /// `bench --scenario latency`: p50/p99/max per peer and ours against P1
 /// and P2b, for each size.
 #[test]
 fn bench_measures_request_response_latency() {
-    let out = run(
-        &[
-            "bench",
-            "--scenario",
-            "latency",
-            "--count",
-            "50",
-            "--rounds",
-            "1",
-            "--size",
-            "64",
-            "--size",
-            "1024",
-        ],
-        "",
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    for row in ["64 B", "1 KiB"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(row))
-            .unwrap_or_else(|| panic!("no {row} row:\n{stdout}"));
-        let cells: Vec<&str> = line.split_whitespace().skip(2).collect();
-        assert_eq!(cells.len(), 13, "{line}");
-        assert!(
-            cells
-                .iter()
-                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
-            "{line}"
-        );
+    let table = bench_table(&[
+        "--scenario",
+        "latency",
+        "--count",
+        "50",
+        "--rounds",
+        "1",
+        "--size",
+        "64",
+        "--size",
+        "1024",
+    ]);
+    for size in ["64 B", "1 KiB"] {
+        assert_positive_cells(row(&table, size), 2, 13);
     }
 }
 
@@ -508,36 +515,16 @@ fn bench_measures_request_response_latency() {
 /// tokio-rustls alone, for each server key and key exchange of this build.
 #[test]
 fn bench_counts_handshakes_per_second() {
-    let out = run(
-        &[
-            "bench",
-            "--scenario",
-            "handshakes",
-            "--count",
-            "5",
-            "--rounds",
-            "1",
-        ],
-        "",
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let rows: Vec<&str> = stdout
+    let table = bench_table(&["--scenario", "handshakes", "--count", "5", "--rounds", "1"]);
+    let rows: Vec<&str> = table
         .lines()
         .filter(|l| {
             l.trim_start().starts_with("EcdsaP256") || l.trim_start().starts_with("Rsa2048")
         })
         .collect();
-    assert_eq!(rows.len(), 4, "{stdout}");
+    assert_eq!(rows.len(), 4, "{table}");
     for row in rows {
-        let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
-        assert_eq!(cells.len(), 3, "{row}");
-        assert!(
-            cells
-                .iter()
-                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
-            "{row}"
-        );
+        assert_positive_cells(row, 2, 3);
     }
 }
 
@@ -545,35 +532,18 @@ fn bench_counts_handshakes_per_second() {
 /// and each implementation's scaling against its own 10-client figure.
 #[test]
 fn bench_measures_many_connections_at_once() {
-    let out = run(
-        &[
-            "bench",
-            "--scenario",
-            "connections",
-            "--count",
-            "200",
-            "--rounds",
-            "1",
-            "--size",
-            "64",
-        ],
-        "",
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    for clients in ["1", "10", "100"] {
-        let row = stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(clients))
-            .unwrap_or_else(|| panic!("no row for {clients} clients:\n{stdout}"));
-        let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells.len(), 12, "{row}");
-        assert!(
-            cells
-                .iter()
-                .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
-            "{row}"
-        );
+    let table = bench_table(&[
+        "--scenario",
+        "connections",
+        "--count",
+        "200",
+        "--rounds",
+        "1",
+        "--size",
+        "64",
+    ]);
+    for clients in ["1 ", "10 ", "100 "] {
+        assert_positive_cells(row(&table, clients), 0, 12);
     }
 }
 
@@ -581,20 +551,7 @@ fn bench_measures_many_connections_at_once() {
 /// each case in a child process; heap columns only in a counting build.
 #[test]
 fn bench_measures_memory_per_idle_connection() {
-    let out = run(
-        &[
-            "bench",
-            "--scenario",
-            "memory",
-            "--count",
-            "10",
-            "--size",
-            "1024",
-        ],
-        "",
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = bench_table(&["--scenario", "memory", "--count", "10", "--size", "1024"]);
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -619,26 +576,20 @@ fn bench_measures_memory_per_idle_connection() {
 fn bench_plots_svg_charts() {
     let ws = Workspace::new("plot");
     let dir = ws.arg("charts");
-    let out = run(
-        &[
-            "bench",
-            "--scenario",
-            "latency",
-            "--count",
-            "20",
-            "--rounds",
-            "1",
-            "--size",
-            "64",
-            "--size",
-            "1024",
-            "--plot",
-            &dir,
-        ],
-        "",
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = bench_table(&[
+        "--scenario",
+        "latency",
+        "--count",
+        "20",
+        "--rounds",
+        "1",
+        "--size",
+        "64",
+        "--size",
+        "1024",
+        "--plot",
+        &dir,
+    ]);
     let chart = ws.path("charts").join("latency.svg");
     assert!(
         stdout.contains(&format!("chart: {}", chart.display())),
