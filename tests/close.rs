@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{KEY, connected, drain, endpoints};
 use futures::{SinkExt, StreamExt};
-use secure_link::LinkError;
+use secure_link::{LinkError, SecureServer};
+use tokio::io::DuplexStream;
 use tokio::time::Instant;
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +26,25 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(600), future)
         .await
         .unwrap_or_else(|_| panic!("{what} never finished"))
+}
+
+/// The server's side of the reply tests: on "go", `replies` replies of
+/// `size` bytes, the `i`th filled with `i`; then it waits for the client's
+/// end and answers it.
+fn replier(
+    mut server: SecureServer<DuplexStream>,
+    replies: usize,
+    size: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        assert_eq!(server.next().await.unwrap().unwrap(), "go");
+        for i in 0..replies {
+            server.feed(Bytes::from(vec![i as u8; size])).await.unwrap();
+        }
+        server.flush().await.unwrap();
+        assert!(server.next().await.is_none());
+        server.close().await.unwrap();
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,16 +301,8 @@ async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
 async fn close_beside_a_parked_reader(replies: usize, size: usize) {
     let (connector, acceptor) = endpoints(KEY);
     let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
-    let (client, mut server) = connected(&connector, &acceptor).await;
-    let replier = tokio::spawn(async move {
-        assert_eq!(server.next().await.unwrap().unwrap(), "go");
-        for i in 0..replies {
-            server.feed(Bytes::from(vec![i as u8; size])).await.unwrap();
-        }
-        server.flush().await.unwrap();
-        assert!(server.next().await.is_none());
-        server.close().await.unwrap();
-    });
+    let (client, server) = connected(&connector, &acceptor).await;
+    let replier = replier(server, replies, size);
     let (mut tx, mut rx) = client.split();
     tx.feed("go".into()).await.unwrap();
     let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
@@ -327,19 +339,8 @@ async fn replies_kept_while_closing_are_bounded_in_bytes() {
     for (replies, confirmed) in [(10, true), (20, false)] {
         let (connector, acceptor) = endpoints(KEY);
         let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
-        let (mut client, mut server) = connected(&connector, &acceptor).await;
-        let replier = tokio::spawn(async move {
-            assert_eq!(server.next().await.unwrap().unwrap(), "go");
-            for i in 0..replies {
-                server
-                    .feed(Bytes::from(vec![i as u8; 64 * 1024]))
-                    .await
-                    .unwrap();
-            }
-            server.flush().await.unwrap();
-            assert!(server.next().await.is_none());
-            server.close().await.unwrap();
-        });
+        let (mut client, server) = connected(&connector, &acceptor).await;
+        let replier = replier(server, replies, 64 * 1024);
         client.send("go".into()).await.unwrap();
         // Let every reply arrive before close() starts reading.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -389,19 +390,8 @@ async fn close_reads_on_while_a_reader_drains_more_replies_than_it_keeps() {
     const REPLIES: usize = 40;
     let (connector, acceptor) = endpoints(KEY);
     let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
-    let (client, mut server) = connected(&connector, &acceptor).await;
-    let replier = tokio::spawn(async move {
-        assert_eq!(server.next().await.unwrap().unwrap(), "go");
-        for i in 0..REPLIES {
-            server
-                .feed(Bytes::from(vec![i as u8; 64 * 1024]))
-                .await
-                .unwrap();
-        }
-        server.flush().await.unwrap();
-        assert!(server.next().await.is_none());
-        server.close().await.unwrap();
-    });
+    let (client, server) = connected(&connector, &acceptor).await;
+    let replier = replier(server, REPLIES, 64 * 1024);
     let (mut tx, mut rx) = client.split();
     let reader = tokio::spawn(async move {
         let mut got = 0;
