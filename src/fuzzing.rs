@@ -75,6 +75,70 @@ fn capacity_bound(most_held: usize) -> usize {
     2 * most_held + 256 * 1024 + 64
 }
 
+/// What a decoder made of a wire fed to it by [`feed`].
+#[derive(Debug)]
+pub struct Fed {
+    /// The frames it returned, in order.
+    pub decoded: Vec<Bytes>,
+    /// The error it ended with, if any (at end of input: `decode_eof`).
+    pub outcome: Option<LinkError>,
+}
+
+/// Feeds `wire` to `codec` as `Framed` reads a stream: each read reserves
+/// room for one byte, then takes the next size of `reads` (cycled) or what
+/// the buffer has room for, whichever is less; after each read it decodes
+/// every whole frame, and at the end calls `decode_eof` until it is done.
+/// Panics if the read buffer's capacity ever exceeds what the codec's
+/// contract allows for the most bytes it has held.
+pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
+    let mut sizes = reads.iter().copied().cycle();
+    let mut buf = BytesMut::new();
+    let mut decoded = Vec::new();
+    let mut outcome = None;
+    let mut most_held = 0;
+    let mut fed = 0;
+    'feed: while fed < wire.len() {
+        buf.reserve(1);
+        let n = sizes
+            .next()
+            .unwrap_or(1)
+            .max(1)
+            .min(wire.len() - fed)
+            .min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&wire[fed..fed + n]);
+        fed += n;
+        most_held = most_held.max(buf.len());
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => decoded.push(frame),
+                Ok(None) => break,
+                Err(err) => {
+                    outcome = Some(err);
+                    break 'feed;
+                }
+            }
+        }
+        assert!(
+            buf.capacity() <= capacity_bound(most_held),
+            "decoder reserved {} bytes, having held {most_held} at most",
+            buf.capacity(),
+        );
+    }
+    if outcome.is_none() {
+        loop {
+            match codec.decode_eof(&mut buf) {
+                Ok(Some(frame)) => decoded.push(frame),
+                Ok(None) => break,
+                Err(err) => {
+                    outcome = Some(err);
+                    break;
+                }
+            }
+        }
+    }
+    Fed { decoded, outcome }
+}
+
 /// Feeds `input` to an [`HmacFrameCodec`] and checks it against the
 /// reference reading; panics (which the fuzzer reports) on any difference.
 ///
@@ -118,46 +182,7 @@ pub fn check_decoder(input: &[u8]) {
     wire.extend_from_slice(rest);
     let (expected, ending) = reference(&wire, max, first_max);
 
-    let mut buf = BytesMut::new();
-    let mut decoded: Vec<Bytes> = Vec::new();
-    let mut outcome = None;
-    let mut most_held = 0;
-    let mut fed = 0;
-    'feed: while fed < wire.len() {
-        // As `Framed` reads: room for one byte at least, then what fits.
-        buf.reserve(1);
-        let n = chunk.min(wire.len() - fed).min(buf.capacity() - buf.len());
-        buf.extend_from_slice(&wire[fed..fed + n]);
-        fed += n;
-        most_held = most_held.max(buf.len());
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => decoded.push(frame),
-                Ok(None) => break,
-                Err(err) => {
-                    outcome = Some(err);
-                    break 'feed;
-                }
-            }
-        }
-        assert!(
-            buf.capacity() <= capacity_bound(most_held),
-            "decoder reserved {} bytes, having held {most_held} at most",
-            buf.capacity(),
-        );
-    }
-    if outcome.is_none() {
-        loop {
-            match codec.decode_eof(&mut buf) {
-                Ok(Some(frame)) => decoded.push(frame),
-                Ok(None) => break,
-                Err(err) => {
-                    outcome = Some(err);
-                    break;
-                }
-            }
-        }
-    }
+    let Fed { decoded, outcome } = feed(&mut codec, &wire, &[chunk]);
 
     assert_eq!(decoded.len(), expected.len(), "frames decoded ({ending:?})");
     for (got, want) in decoded.iter().zip(&expected) {

@@ -6,6 +6,7 @@ use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use secure_link::codec::Role;
+use secure_link::fuzzing::{Fed, feed};
 use secure_link::{DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, HmacKey, LENGTH_LEN, LinkError, TAG_LEN};
 use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
@@ -625,32 +626,7 @@ proptest! {
         }
 
         let mut codec = HmacFrameCodec::new(KEY).with_max_frame_len(max);
-        let mut buf = BytesMut::new();
-        let mut decoded = Vec::new();
-        let mut sizes = chunks.iter().copied().cycle();
-        let mut rest = &wire[..];
-        let mut most_held = 0;
-        let mut outcome = None;
-        'feed: while !rest.is_empty() {
-            let n = sizes.next().unwrap_or(1).min(rest.len());
-            buf.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            most_held = most_held.max(buf.len());
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(frame)) => decoded.push(frame),
-                    Ok(None) => break,
-                    Err(err) => {
-                        outcome = Some(err);
-                        break 'feed;
-                    }
-                }
-            }
-            prop_assert!(buf.capacity() <= 2 * most_held + 256 * 1024 + 64);
-        }
-        if outcome.is_none() {
-            outcome = codec.decode_eof(&mut buf).err();
-        }
+        let Fed { decoded, outcome } = feed(&mut codec, &wire, &chunks);
         prop_assert_eq!(decoded, expected);
         match (ending, outcome) {
             (None, None) => {}
