@@ -9,7 +9,7 @@ use std::time::Duration;
 use secure_link::benchmark::{Latency, Peer, Sample, Setup, fan_in, median};
 
 use super::plot::{Chart, Series};
-use super::{Args, cell, human, progress};
+use super::{Args, cell, human, progress, raise_descriptor_limit};
 use crate::Error;
 
 /// Ours against the raw-TLS ceiling: "we scale no worse than raw TLS
@@ -22,11 +22,7 @@ pub(super) async fn run(
     peers: &[Peer],
     tour: bool,
 ) -> Result<Vec<Chart>, Error> {
-    // Both ends are in this process: two descriptors per connection.
-    #[cfg(unix)]
-    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    #[cfg(not(unix))]
-    let limit = 1024u64;
+    let limit = raise_descriptor_limit();
     let wanted: &[usize] = if tour {
         &[1, 10, 100]
     } else {

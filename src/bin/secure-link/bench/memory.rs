@@ -10,14 +10,14 @@
 use secure_link::benchmark::{IdleMemory, Meter, Peer, Setup, idle_connections};
 
 use super::plot::{Chart, Series};
-use super::{Args, PeerArg, cell, human, progress};
+use super::{Args, PeerArg, cell, human, progress, raise_descriptor_limit};
 use crate::Error;
 
 /// The peers of the memory table.
 const PEERS: [Peer; 3] = [Peer::Ours, Peer::P1, Peer::P2b];
 
-/// rustls' own figure for one TLS 1.3 session (its `memory` benchmark,
-/// as published in its performance report): the floor for any of these.
+/// The heap rustls' published performance figures give one TLS 1.3
+/// session: quoted for scale, not measured here.
 const RUSTLS_SESSION_KIB: f64 = 13.0;
 
 /// The per-thread heap meter of this build, if it counts allocations.
@@ -60,14 +60,6 @@ pub(super) fn run_case(case: &str) -> Result<(), Error> {
         field(m.rss)
     );
     Ok(())
-}
-
-fn raise_descriptor_limit() -> u64 {
-    // Both ends are in one process: two descriptors per connection.
-    #[cfg(unix)]
-    return rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    #[cfg(not(unix))]
-    1024
 }
 
 pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<Vec<Chart>, Error> {

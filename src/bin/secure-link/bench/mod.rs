@@ -136,6 +136,16 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// Raises this process's descriptor limit as far as allowed and returns
+/// it: the connection scenarios hold both ends of every connection, two
+/// descriptors each.
+fn raise_descriptor_limit() -> u64 {
+    #[cfg(unix)]
+    return rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    #[cfg(not(unix))]
+    1024
+}
+
 /// A progress bar over `total` runs (stderr; hidden when not a terminal).
 fn progress(total: usize) -> ProgressBar {
     ProgressBar::new(total as u64).with_style(
