@@ -81,31 +81,33 @@ fn tlv(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 mod tests {
     use super::*;
 
-    /// `CN=node-1, O=lab` as the contents of a DER Name.
-    const SUBJECT: &[u8] = &[
+    /// `O=lab!!` as one attribute set of the contents of a DER Name.
+    const ORGANIZATION: &[u8] = &[
         0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x05, b'l', b'a', b'b', b'!',
         b'!', //
     ];
 
+    /// `CN=node-1`, likewise.
+    const COMMON_NAME: &[u8] = &[
+        0x31, 0x0f, 0x30, 0x0d, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x06, b'n', b'o', b'd', b'e',
+        b'-', b'1',
+    ];
+
+    /// `O=lab!!, CN=node-1`.
+    fn subject() -> Vec<u8> {
+        [ORGANIZATION, COMMON_NAME].concat()
+    }
+
     #[test]
     fn the_common_name_is_found_after_other_attributes() {
-        // O=lab!! then CN=node-1.
-        let mut subject = SUBJECT.to_vec();
-        subject.extend_from_slice(&[
-            0x31, 0x0f, 0x30, 0x0d, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x06, b'n', b'o', b'd',
-            b'e', b'-', b'1',
-        ]);
-        assert_eq!(common_name(&subject).as_deref(), Some("node-1"));
-        assert_eq!(common_name(SUBJECT), None);
+        assert_eq!(common_name(&subject()).as_deref(), Some("node-1"));
+        assert_eq!(common_name(COMMON_NAME).as_deref(), Some("node-1"));
+        assert_eq!(common_name(ORGANIZATION), None);
     }
 
     #[test]
     fn malformed_subjects_give_none_not_a_panic() {
-        let mut subject = SUBJECT.to_vec();
-        subject.extend_from_slice(&[
-            0x31, 0x0f, 0x30, 0x0d, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x06, b'n', b'o', b'd',
-            b'e', b'-', b'1',
-        ]);
+        let subject = subject();
         for cut in 0..subject.len() {
             let _ = common_name(&subject[..cut]);
         }
