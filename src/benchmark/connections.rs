@@ -106,8 +106,8 @@ pub struct FanIn {
     /// The load: all clients' messages, first handed over to last received.
     pub sample: Sample,
     /// CPU time the whole process (both ends of every connection, and the
-    /// probe) spent from the start of the load to its end (where the
-    /// process CPU clock exists).
+    /// probe) spent from the start of the load to its end (on Linux;
+    /// `None` elsewhere).
     pub cpu: Option<Duration>,
     /// Round trips of 64 B on one more connection of the same peer,
     /// timed one after the other while the load runs.

@@ -60,6 +60,7 @@ pub fn idle_connections(
     exchange: usize,
     meter: Option<Meter>,
 ) -> Result<IdleMemory, LinkError> {
+    let connections = connections.max(1);
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -79,7 +80,7 @@ pub fn idle_connections(
     let rss = rss_before
         .zip(rss_bytes())
         .map(|(before, after)| after.saturating_sub(before) as f64 / connections as f64);
-    let per_connection = |bytes: Option<i64>| bytes.map(|b| b as f64 / connections.max(1) as f64);
+    let per_connection = |bytes: Option<i64>| bytes.map(|b| b as f64 / connections as f64);
     Ok(IdleMemory {
         server_heap: per_connection(server_heap),
         client_heap: per_connection(client_heap),
