@@ -927,3 +927,35 @@ async fn paired_messages_of_very_different_sizes_arrive_intact() {
     client.close().await.unwrap();
     assert_eq!(reader.await.unwrap(), sent);
 }
+
+/// Messages of 512 bytes to 256 KiB are held back to be hashed together
+/// with the next; a larger one is not (holding it delayed its first byte by
+/// the hash of two large messages). Seen on the wire before any flush:
+/// after `feed(message)` and `feed("x")`, a held message was encoded with
+/// "x" into the write buffer and nothing was written; one not held was
+/// encoded at once, and the second `feed`'s `poll_ready`, finding the write
+/// buffer past its 128 KiB boundary, wrote most of it.
+#[tokio::test]
+async fn messages_up_to_256_kib_are_held_for_a_partner_and_larger_ones_are_not() {
+    for (len, held) in [(256 * 1024, true), (256 * 1024 + 1, false)] {
+        let (connector, acceptor) = endpoints(KEY);
+        let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
+        let (tap, log) = Tap::new(client_io);
+        let (mut client, _server) = connected_over(&connector, &acceptor, (tap, server_io)).await;
+        let handshake = log.tls_records().len();
+        client.feed(Bytes::from(vec![7u8; len])).await.unwrap();
+        client.feed(Bytes::from_static(b"x")).await.unwrap();
+        let sent: usize = log.tls_records()[handshake..]
+            .iter()
+            .map(|&(_, len)| len)
+            .sum();
+        if held {
+            assert_eq!(sent, 0, "{len} bytes: not held");
+        } else {
+            assert!(
+                sent >= len - 128 * 1024,
+                "{len} bytes: held ({sent} on the wire)"
+            );
+        }
+    }
+}
