@@ -64,12 +64,13 @@ async fn run(
         ),
         None => info!(%peer, event = "connected", "connected"),
     }
+    let traffic = metrics::Traffic::new();
     let mut count = 0u64;
     while let Some(item) = server.next().await {
         match item {
             Ok(message) => {
                 count += 1;
-                metrics::received(message.len());
+                traffic.received(message.len());
                 if count == 1 {
                     let key = server.key_fingerprint().unwrap_or_default();
                     info!(%peer, event = "authenticated", %key, "authenticated with key {key}");
@@ -81,7 +82,7 @@ async fn run(
                     let len = message.len();
                     let reply = server.send(message.clone());
                     match tokio::time::timeout(settings.write_timeout, reply).await {
-                        Ok(Ok(())) => metrics::sent(len),
+                        Ok(Ok(())) => traffic.sent(len),
                         Ok(Err(err)) => {
                             let error = files::explain(&err);
                             warn!(

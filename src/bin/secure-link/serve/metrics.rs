@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use secure_link::LinkError;
 
@@ -80,17 +80,40 @@ pub(crate) fn accepted() {
     gauge!(OPEN).increment(1.0);
 }
 
-/// A message of `len` payload bytes received.
-pub(crate) fn received(len: usize) {
-    counter!(RECEIVED).increment(1);
-    counter!(RECEIVED_BYTES).increment(len as u64);
-    histogram!(SIZE).record(len as f64);
+/// One connection's per-message counters. `counter!` looks its metric up
+/// in the recorder's registry on every call; a connection looks them up
+/// once and keeps the handles.
+pub(crate) struct Traffic {
+    received: Counter,
+    received_bytes: Counter,
+    sizes: Histogram,
+    sent: Counter,
+    sent_bytes: Counter,
 }
 
-/// A reply of `len` payload bytes sent.
-pub(crate) fn sent(len: usize) {
-    counter!(SENT).increment(1);
-    counter!(SENT_BYTES).increment(len as u64);
+impl Traffic {
+    pub(crate) fn new() -> Self {
+        Traffic {
+            received: counter!(RECEIVED),
+            received_bytes: counter!(RECEIVED_BYTES),
+            sizes: histogram!(SIZE),
+            sent: counter!(SENT),
+            sent_bytes: counter!(SENT_BYTES),
+        }
+    }
+
+    /// A message of `len` payload bytes received.
+    pub(crate) fn received(&self, len: usize) {
+        self.received.increment(1);
+        self.received_bytes.increment(len as u64);
+        self.sizes.record(len as f64);
+    }
+
+    /// A reply of `len` payload bytes sent.
+    pub(crate) fn sent(&self, len: usize) {
+        self.sent.increment(1);
+        self.sent_bytes.increment(len as u64);
+    }
 }
 
 /// How a connection ended.
