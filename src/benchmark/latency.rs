@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::Barrier;
 
-use super::peers::{LinkEnd, OverLink, run_on};
+use super::peers::{LinkEnd, OverEnd, OverLink, run_apart, run_on};
 use super::{Peer, Setup, Transport};
 use crate::LinkError;
 
@@ -48,15 +48,30 @@ impl Latency {
     }
 }
 
+/// Where the two ends of a latency run live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ends {
+    /// Both on the runtime the run is awaited on: one thread does all the
+    /// work of a round trip in turn, so nothing overlaps.
+    Together,
+    /// The server on a thread of its own with its own current-thread
+    /// runtime (TCP only), as between two nodes: each end has a core, and
+    /// one end's work can overlap the other's.
+    Apart,
+}
+
 /// Times `count` request/response round trips of `size`-byte messages
-/// with `peer` over `transport` (after a warm-up of 50).
+/// with `peer` over `transport` (after a warm-up of 50), the ends placed
+/// as `ends` says.
 ///
-/// Both ends run where this is awaited. On a multi-threaded runtime, where
-/// the scheduler happens to place the echo task relative to the client
-/// (same worker or not) changes a round trip several-fold, and differs from
-/// run to run; `secure-link bench` therefore runs each case on a
-/// current-thread runtime of its own, so every peer pays the same
-/// scheduling and the table compares the implementations.
+/// With [`Ends::Together`], both ends run where this is awaited. On a
+/// multi-threaded runtime, where the scheduler happens to place the echo
+/// task relative to the client (same worker or not) changes a round trip
+/// several-fold, and differs from run to run; `secure-link bench`
+/// therefore runs each case on a current-thread runtime of its own, so
+/// every peer pays the same scheduling and the table compares the
+/// implementations. [`Ends::Apart`] places the server on a thread of its
+/// own, the same way every run; it always runs over TCP.
 ///
 /// # Errors
 ///
@@ -65,18 +80,33 @@ pub async fn round_trips(
     setup: &Setup,
     peer: Peer,
     transport: Transport,
+    ends: Ends,
     size: usize,
     count: usize,
 ) -> Result<Latency, LinkError> {
-    let echo = Echo {
-        size,
-        count,
-        beside: None,
-    };
-    run_on(setup, peer, transport, size.max(1024), echo).await
+    let max = size.max(1024);
+    match ends {
+        Ends::Together => {
+            let echo = Echo {
+                size,
+                count,
+                beside: None,
+            };
+            run_on(setup, peer, transport, max, echo).await
+        }
+        Ends::Apart => {
+            let timer = Timer {
+                size,
+                count,
+                beside: None,
+            };
+            run_apart(setup, peer, max, timer, Echoer).await
+        }
+    }
 }
 
-/// Round trips of `size` bytes: the client sends, the server echoes.
+/// Round trips of `size` bytes with both ends here: the client sends, the
+/// server echoes.
 pub(super) struct Echo {
     pub(super) size: usize,
     /// Round trips timed (after the warm-up), unless `beside` says when
@@ -97,8 +127,8 @@ impl OverLink for Echo {
 
     async fn run<T, E1, E2>(
         self,
-        mut client: impl LinkEnd<T, E1, E2>,
-        mut server: impl LinkEnd<T, E1, E2>,
+        client: impl LinkEnd<T, E1, E2>,
+        server: impl LinkEnd<T, E1, E2>,
     ) -> Result<Latency, LinkError>
     where
         T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
@@ -106,14 +136,65 @@ impl OverLink for Echo {
         E2: Send + 'static,
         LinkError: From<E1> + From<E2>,
     {
-        // The server echoes until the client goes away.
-        let echo = tokio::spawn(async move {
-            while let Some(Ok(request)) = server.next().await {
-                if server.send(request.into()).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let echo = tokio::spawn(echo(server));
+        let timer = Timer {
+            size: self.size,
+            count: self.count,
+            beside: self.beside,
+        };
+        let timed = timer.run(client).await;
+        let _ = echo.await;
+        timed
+    }
+}
+
+/// The server's half: echoes every message until the client goes away.
+struct Echoer;
+
+impl OverEnd for Echoer {
+    type Output = ();
+
+    async fn run<T, E1, E2>(self, server: impl LinkEnd<T, E1, E2>) -> Result<(), LinkError>
+    where
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        echo(server).await;
+        Ok(())
+    }
+}
+
+/// Echoes until the client goes away (however it goes: the run is over).
+async fn echo<T, E1, E2>(mut server: impl LinkEnd<T, E1, E2>)
+where
+    T: Into<Bytes>,
+{
+    while let Some(Ok(request)) = server.next().await {
+        if server.send(request.into()).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The client's half: sends a request, waits for its echo, times the two.
+struct Timer {
+    size: usize,
+    count: usize,
+    beside: Option<Beside>,
+}
+
+impl OverEnd for Timer {
+    type Output = Latency;
+
+    async fn run<T, E1, E2>(self, mut client: impl LinkEnd<T, E1, E2>) -> Result<Latency, LinkError>
+    where
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
         let request = Bytes::from(vec![0x5a; self.size]);
         let mut round_trips = Vec::with_capacity(self.count);
         let mut i = 0;
@@ -148,7 +229,6 @@ impl OverLink for Echo {
             i += 1;
         }
         drop(client);
-        let _ = echo.await;
         round_trips.sort();
         Ok(Latency { round_trips })
     }

@@ -35,7 +35,7 @@ use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 
 pub use connections::{FanIn, fan_in};
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
-pub use latency::{Latency, round_trips};
+pub use latency::{Ends, Latency, round_trips};
 pub use memory::{IdleMemory, Meter, idle_connections};
 pub use throughput::transfer;
 

@@ -117,6 +117,150 @@ where
     }
 }
 
+/// A job on one end of a link of any peer (the other end runs elsewhere).
+pub(crate) trait OverEnd {
+    type Output;
+
+    fn run<T, E1, E2>(
+        self,
+        end: impl LinkEnd<T, E1, E2>,
+    ) -> impl Future<Output = Result<Self::Output, LinkError>>
+    where
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>;
+}
+
+/// Connects the client end of `peer` over `io` and runs `job` on it.
+pub(crate) async fn on_client_end<C, J>(
+    setup: &Setup,
+    peer: Peer,
+    max: usize,
+    io: C,
+    job: J,
+) -> Result<J::Output, LinkError>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    J: OverEnd,
+{
+    let name = tls::server_name("localhost")?;
+    match peer {
+        Peer::Ours => {
+            let (connector, _) = setup.ours();
+            let client = connector
+                .with_max_frame_len(max)
+                .connect("localhost", io)
+                .await?;
+            job.run(client).await
+        }
+        Peer::P1 => {
+            let tls = TlsConnector::from(setup.ours_client.clone())
+                .connect(name, io)
+                .await?;
+            job.run(p1_framed(tls, max)).await
+        }
+        Peer::P2 | Peer::P2b | Peer::P3 => {
+            let (config, _) = tls_configs(setup, peer);
+            let tls = TlsConnector::from(config.clone()).connect(name, io).await?;
+            let codec = HandWrittenHmacCodec::for_peer(setup, peer, max);
+            job.run(Framed::new(tls, codec)).await
+        }
+    }
+}
+
+/// Accepts the server end of `peer` over `io` and runs `job` on it.
+pub(crate) async fn on_server_end<S, J>(
+    setup: &Setup,
+    peer: Peer,
+    max: usize,
+    io: S,
+    job: J,
+) -> Result<J::Output, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    J: OverEnd,
+{
+    match peer {
+        Peer::Ours => {
+            let (_, acceptor) = setup.ours();
+            let server = acceptor.with_max_frame_len(max).accept(io).await?;
+            job.run(server).await
+        }
+        Peer::P1 => {
+            let tls = TlsAcceptor::from(setup.ours_server.clone())
+                .accept(io)
+                .await?;
+            job.run(p1_framed(tls, max)).await
+        }
+        Peer::P2 | Peer::P2b | Peer::P3 => {
+            let (_, config) = tls_configs(setup, peer);
+            let tls = TlsAcceptor::from(config.clone()).accept(io).await?;
+            let codec = HandWrittenHmacCodec::for_peer(setup, peer, max);
+            job.run(Framed::new(tls, codec)).await
+        }
+    }
+}
+
+/// Runs `server` on the server end of a `peer` link over 127.0.0.1 TCP on
+/// a thread of its own (its own current-thread runtime, which registers
+/// and polls its own socket), and `client` on the client end where this is
+/// awaited: the two ends of a link between two nodes, each with a core
+/// to itself, placed the same way for every peer and every run.
+pub(crate) async fn run_apart<C, S>(
+    setup: &Setup,
+    peer: Peer,
+    max: usize,
+    client: C,
+    server: S,
+) -> Result<C::Output, LinkError>
+where
+    C: OverEnd,
+    S: OverEnd + Send + 'static,
+    S::Output: Send + 'static,
+{
+    let (client_io, server_io) = std_tcp_pair()?;
+    let (done, served) = tokio::sync::oneshot::channel();
+    let server_setup = setup.clone();
+    std::thread::Builder::new()
+        .name("bench-server".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(LinkError::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let io = tokio::net::TcpStream::from_std(server_io)?;
+                        on_server_end(&server_setup, peer, max, io, server).await
+                    })
+                });
+            // The client may have given up already; nothing to tell.
+            let _ = done.send(outcome);
+        })?;
+    let io = tokio::net::TcpStream::from_std(client_io)?;
+    let outcome = on_client_end(setup, peer, max, io, client).await;
+    let served = served
+        .await
+        .map_err(|_| LinkError::Io(std::io::Error::other("the server thread panicked")))?;
+    let output = outcome?;
+    served?;
+    Ok(output)
+}
+
+/// A connected pair of blocking-API TCP sockets over 127.0.0.1, Nagle off
+/// and non-blocking, for runtimes to adopt: client end, server end.
+fn std_tcp_pair() -> Result<(std::net::TcpStream, std::net::TcpStream), LinkError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    for end in [&client, &server] {
+        end.set_nodelay(true)?;
+        end.set_nonblocking(true)?;
+    }
+    Ok((client, server))
+}
+
 /// The TLS configurations `peer` runs on: tokio-rustls' defaults for P3,
 /// this crate's for every other peer. Client, server.
 pub(super) fn tls_configs(setup: &Setup, peer: Peer) -> (&Arc<ClientConfig>, &Arc<ServerConfig>) {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use secure_link::benchmark::{Latency, Peer, Setup, Transport, round_trips};
+use secure_link::benchmark::{Ends, Latency, Peer, Setup, Transport, round_trips};
 
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress};
@@ -14,6 +14,24 @@ use crate::Error;
 /// The peers of the latency table: the ceiling, the careful hand-written
 /// codec, and ours.
 const PEERS: [Peer; 3] = [Peer::Ours, Peer::P1, Peer::P2b];
+
+/// `--ends`: where the two ends of a round trip run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum EndsArg {
+    /// The server on a thread of its own: each end has a core.
+    Apart,
+    /// Both ends on one current-thread runtime: nothing overlaps.
+    Together,
+}
+
+impl From<EndsArg> for Ends {
+    fn from(ends: EndsArg) -> Self {
+        match ends {
+            EndsArg::Apart => Ends::Apart,
+            EndsArg::Together => Ends::Together,
+        }
+    }
+}
 
 pub(super) async fn run(
     setup: &Setup,
@@ -39,12 +57,13 @@ pub(super) async fn run(
                 progress.set_message(format!("latency {size} B {peer}"));
                 // One current-thread runtime per case (see round_trips).
                 let setup = setup.clone();
+                let ends = Ends::from(args.ends);
                 let run = tokio::task::spawn_blocking(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
                     runtime
-                        .block_on(round_trips(&setup, peer, Transport::Tcp, size, count))
+                        .block_on(round_trips(&setup, peer, Transport::Tcp, ends, size, count))
                         .map_err(Error::from)
                 })
                 .await
@@ -58,7 +77,12 @@ pub(super) async fn run(
 
     outln!(
         "secure-link bench, latency: request/response over 127.0.0.1 TCP, one outstanding, \
-         both ends on one current-thread runtime, {count} round trips x {rounds} round(s) per case"
+         {}, {count} round trips x {rounds} round(s) per case",
+        match args.ends {
+            EndsArg::Apart =>
+                "the server on a thread of its own (each end on a current-thread runtime)",
+            EndsArg::Together => "both ends on one current-thread runtime",
+        }
     );
     outln!("times in microseconds; ours/P1 and ours/P2b compare p50 and p99\n");
     outln!(

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// Batched (feed + flush), per message (send), or both (throughput).
     #[arg(long, value_enum, default_value_t = throughput::ModeArg::Both)]
     mode: throughput::ModeArg,
+    /// Latency: the server end on a thread (and core) of its own, as
+    /// between two nodes (apart), or both ends on one thread (together).
+    #[arg(long, value_enum, default_value_t = latency::EndsArg::Apart)]
+    ends: latency::EndsArg,
     /// Interleaved rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
