@@ -32,8 +32,8 @@
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
 //!   that has not shown it holds the key can make it grow to. The
 //!   decoder never shrinks the buffer; the links of this crate swap a
-//!   grown buffer for an 8 KiB one when they have read everything there
-//!   is (tests/idle_memory.rs).
+//!   grown buffer for an 8 KiB one once they have had nothing to read for
+//!   a second (tests/idle_memory.rs).
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.

@@ -1,12 +1,15 @@
 //! How the frame codec is laid over a TLS stream: buffer sizes and the
 //! pairing of messages for hashing, shared by the client and the server.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
 use tokio_rustls::rustls::ConnectionCommon;
 use tokio_util::codec::Framed;
 use zeroize::Zeroize;
@@ -24,21 +27,37 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Capacity of the read buffer of a connection that is waiting for a
 /// message: what a new connection starts with, and what a larger buffer
-/// is swapped for when the link is read dry (every byte received has been
-/// decoded and the transport has nothing more). It grows as frames need
-/// (see the codec's decoder contract). An idle connection's heap is
-/// mostly this, rustls' session state and the codec (tests/idle_memory.rs
-/// holds the server's share to 24 KiB); bulk transfers of large frames
-/// still read into buffers of at least 32 KiB, and small frames read
-/// 8 KiB at a time (BENCHMARKS.md, "Memory per connection").
+/// is swapped for once the link has been idle for [`RELEASE_AFTER`]. It
+/// grows as frames need (see the codec's decoder contract). An idle
+/// connection's heap is mostly this, rustls' session state and the codec
+/// (tests/idle_memory.rs holds the server's share to 24 KiB); bulk
+/// transfers of large frames still read into buffers of at least 32 KiB,
+/// and small frames read 8 KiB at a time (BENCHMARKS.md, "Memory per
+/// connection").
 pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
 
-/// The largest write buffer kept once a flush has emptied it. A new
-/// connection's write buffer is empty (no allocation) and grows with what
-/// is encoded; a larger one, left by a large message or a long batch, is
-/// released by the flush that empties it, so an idle connection does not
-/// hold the memory of its largest burst.
+/// The largest write buffer an idle link keeps. A new connection's write
+/// buffer is empty (no allocation) and grows with what is encoded; a
+/// larger one, left by a large message or a long batch, is released with
+/// a grown read buffer (see [`RELEASE_AFTER`]).
 pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
+
+/// How long buffers grown past [`IDLE_READ_BUFFER`] / [`IDLE_WRITE_BUFFER`]
+/// are kept once the link has nothing to read: they are released when the
+/// stream is polled, finds nothing, and this long has passed since it
+/// first found nothing with them (a timer wakes the reading task then; an
+/// idle server connection always has a reader).
+///
+/// Releasing them at once, every time the link was read dry, made a link
+/// that carries one large message at a time allocate its buffers afresh
+/// for every message; the allocator hands such memory back to the system
+/// in between, so each 64 KiB round trip paid about 50 page faults and
+/// took 1.5 x as long as the hand-written codec's with the ends on two
+/// threads (`back_to_back_large_messages_reuse_the_buffers` in
+/// tests/idle_memory.rs). With the delay a busy link reallocates at most
+/// once per this interval. The timer is only armed while a buffer is
+/// grown: links of small messages never touch it.
+pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// The largest message the sink holds back to pair with the next. Above
 /// it the hold costs more than the interleaving gains: a pair of 1 MiB
@@ -53,7 +72,14 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
     let mut framed = Framed::with_capacity(io, codec, IDLE_READ_BUFFER);
     *framed.write_buffer_mut() = BytesMut::new();
     framed.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
-    FramedLink { framed, held: None }
+    FramedLink {
+        framed,
+        held: None,
+        idle_read_at: 0,
+        release: None,
+        release_armed: false,
+    }
+    .with_fresh_read_buffer()
 }
 
 /// [`Framed`] with [`HmacFrameCodec`], except that a message of at least
@@ -66,9 +92,21 @@ pub(crate) struct FramedLink<T> {
     framed: Framed<T, HmacFrameCodec>,
     /// A message accepted by `start_send` and not yet encoded.
     held: Option<Bytes>,
+    /// When grown buffers go (see [`RELEASE_AFTER`]): allocated the first
+    /// time a buffer grows, then reset; meaningful while `release_armed`.
+    release: Option<Pin<Box<Sleep>>>,
+    release_armed: bool,
+    /// Where the read buffer's idle allocation starts (see `has_grown`).
+    idle_read_at: usize,
 }
 
 impl<T> FramedLink<T> {
+    /// Notes the read buffer's allocation as the idle one.
+    fn with_fresh_read_buffer(mut self) -> Self {
+        self.idle_read_at = self.framed.read_buffer().as_ptr().addr();
+        self
+    }
+
     pub(crate) fn get_ref(&self) -> &T {
         self.framed.get_ref()
     }
@@ -133,11 +171,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         self.release()?;
-        let flushed = Pin::new(&mut self.framed).poll_flush(cx);
-        if flushed.is_ready() {
-            release_if_grown(self.framed.write_buffer_mut(), IDLE_WRITE_BUFFER, 0);
-        }
-        flushed
+        Pin::new(&mut self.framed).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -152,33 +186,70 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.framed).poll_next(cx);
         if next.is_pending() {
-            // Read dry: nothing of a next frame has arrived. A buffer that
-            // grew for large frames goes (messages handed out keep their
-            // bytes: they own a share of the allocation).
-            release_if_grown(
-                self.framed.read_buffer_mut(),
-                IDLE_READ_BUFFER,
-                IDLE_READ_BUFFER,
-            );
+            // Read dry: nothing of a next frame has arrived.
+            self.poll_release(cx);
         }
         next
     }
 }
 
-/// Swaps an empty `buffer` whose allocation is larger than `idle` for a
-/// fresh one of `fresh` bytes. An empty buffer's `capacity()` counts from
-/// where its last byte was consumed, so it is reclaimed first (no copy:
-/// nothing is in it) to see the whole allocation; when a message handed
-/// out still shares the allocation it cannot be, and what is left of it
-/// counts.
-fn release_if_grown(buffer: &mut BytesMut, idle: usize, fresh: usize) {
-    if !buffer.is_empty() {
-        return;
+impl<T> FramedLink<T> {
+    /// Called when the stream has found nothing to read. With a buffer
+    /// grown past its idle size, arms the release timer (if it is not
+    /// armed) and registers it with `cx`; once it has fired, the buffers
+    /// go (messages handed out keep their bytes: they own a share of the
+    /// allocation).
+    fn poll_release(&mut self, cx: &mut Context<'_>) {
+        if !self.release_armed && !self.has_grown() {
+            return;
+        }
+        let timer = match &mut self.release {
+            Some(timer) if self.release_armed => timer,
+            Some(timer) => {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + RELEASE_AFTER);
+                timer
+            }
+            None => self
+                .release
+                .insert(Box::pin(tokio::time::sleep(RELEASE_AFTER))),
+        };
+        self.release_armed = true;
+        if timer.as_mut().poll(cx).is_pending() {
+            return;
+        }
+        self.release_armed = false;
+        if self.framed.read_buffer().is_empty() {
+            *self.framed.read_buffer_mut() = BytesMut::with_capacity(IDLE_READ_BUFFER);
+            self.idle_read_at = self.framed.read_buffer().as_ptr().addr();
+        }
+        let write = self.framed.write_buffer_mut();
+        if write.is_empty() && reclaimed_capacity(write) > IDLE_WRITE_BUFFER {
+            *write = BytesMut::new();
+        }
     }
-    let _whole = buffer.try_reclaim(buffer.capacity() + 1);
-    if buffer.capacity() > idle {
-        *buffer = BytesMut::with_capacity(fresh);
+
+    /// Whether a buffer holds (or may hold) more than an idle link needs.
+    /// The read buffer has grown when it no longer reads into the
+    /// allocation it was given (reserving more moved it, or messages
+    /// handed out still share that one); `capacity()` cannot tell, as it
+    /// counts from where the last byte was consumed and does not see an
+    /// allocation shared with a message.
+    fn has_grown(&mut self) -> bool {
+        let at = self.framed.read_buffer().as_ptr().addr();
+        let moved = !(self.idle_read_at..=self.idle_read_at + IDLE_READ_BUFFER).contains(&at);
+        moved || reclaimed_capacity(self.framed.write_buffer_mut()) > IDLE_WRITE_BUFFER
     }
+}
+
+/// The capacity of `buffer` counting from the start of its allocation when
+/// it is empty and owns it alone (reclaiming it copies nothing then).
+fn reclaimed_capacity(buffer: &mut BytesMut) -> usize {
+    if buffer.is_empty() {
+        let _whole = buffer.try_reclaim(buffer.capacity() + 1);
+    }
+    buffer.capacity()
 }
 
 /// The codec for one connection: the template as is in the lab format, or

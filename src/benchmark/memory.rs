@@ -1,7 +1,7 @@
 //! Memory per connection: N authenticated connections, each after one
 //! request/response exchange of a given size, left idle (both ends
-//! waiting for the next message, as a server does between requests); what
-//! each end holds per connection.
+//! waiting for the next message, as a server does between requests, for
+//! 1.2 s); what each end holds per connection.
 //!
 //! The server ends and the client ends run on two threads of their own,
 //! each with a current-thread runtime, so a per-thread heap meter (a
@@ -13,7 +13,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{FutureExt, SinkExt, StreamExt};
+use std::future::Future;
+
+use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::Framed;
@@ -45,8 +47,9 @@ pub struct IdleMemory {
 
 /// Opens `connections` connections of `peer` over 127.0.0.1 TCP one after
 /// the other; on each the client sends one message of `exchange` bytes and
-/// the server echoes it; then both ends poll for the next message once and
-/// are kept. Measures what they hold (see [`IdleMemory`]). Blocks the
+/// the server echoes it; then both ends wait for a next message for 1.2 s
+/// (long enough for this crate's links to give back buffers grown for a
+/// large message) and are kept. Measures what they hold (see [`IdleMemory`]). Blocks the
 /// calling thread; needs two descriptors per connection.
 ///
 /// # Errors
@@ -89,7 +92,39 @@ pub fn idle_connections(
 }
 
 /// Link ends kept alive, whatever their type.
-type Held = Vec<Box<dyn Send>>;
+type Held = Vec<Box<dyn Idle>>;
+
+/// An end left waiting for its next message, whatever its type.
+trait Idle: Send {
+    /// Polls for the next message (nothing comes); registers with `cx`.
+    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>);
+}
+
+impl<L: futures::Stream + Unpin + Send> Idle for L {
+    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) {
+        let _ = self.poll_next_unpin(cx);
+    }
+}
+
+/// How long the ends wait for a next message before they are measured:
+/// long enough for a link to give back buffers grown for a large message
+/// once idle (`link::RELEASE_AFTER`), so what is measured is an idle
+/// connection rather than one between two messages.
+const SETTLE: Duration = Duration::from_millis(1200);
+
+/// Keeps every end of `held` waiting for its next message for [`SETTLE`],
+/// then hands them back.
+async fn settle(mut held: Held) -> Result<Held, LinkError> {
+    let mut timer = std::pin::pin!(tokio::time::sleep(SETTLE));
+    std::future::poll_fn(|cx| {
+        for end in held.iter_mut() {
+            end.poll_idle(cx);
+        }
+        timer.as_mut().poll(cx)
+    })
+    .await;
+    Ok(held)
+}
 
 type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Held, LinkError>>>>;
 
@@ -193,7 +228,7 @@ async fn serve_all(
         let end = step("server exchange", accept_one(&setup, peer, io, max)).await?;
         held.push(end);
     }
-    Ok(held)
+    settle(held).await
 }
 
 async fn connect_all(
@@ -215,7 +250,7 @@ async fn connect_all(
         .await?;
         held.push(end);
     }
-    Ok(held)
+    settle(held).await
 }
 
 /// The server end of `peer` on `io`, after echoing one message.
@@ -224,7 +259,7 @@ async fn accept_one(
     peer: Peer,
     io: TcpStream,
     max: usize,
-) -> Result<Box<dyn Send>, LinkError> {
+) -> Result<Box<dyn Idle>, LinkError> {
     let (_, server_config) = tls_configs(setup, peer);
     match peer {
         Peer::Ours => {
@@ -249,7 +284,7 @@ async fn connect_one(
     peer: Peer,
     io: TcpStream,
     request: Bytes,
-) -> Result<Box<dyn Send>, LinkError> {
+) -> Result<Box<dyn Idle>, LinkError> {
     let max = request.len().max(1024);
     let (client_config, _) = tls_configs(setup, peer);
     let name = tls::server_name("localhost")?;
@@ -275,14 +310,13 @@ async fn connect_one(
 }
 
 /// Receives one message, sends it back, then waits for the next once.
-async fn echo_once<T, E1, E2>(mut end: impl LinkEnd<T, E1, E2>) -> Result<Box<dyn Send>, LinkError>
+async fn echo_once<T, E1, E2>(mut end: impl LinkEnd<T, E1, E2>) -> Result<Box<dyn Idle>, LinkError>
 where
     T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
     LinkError: From<E1> + From<E2>,
 {
     let request = end.next().await.ok_or(LinkError::Truncated)??;
     end.send(request.into()).await?;
-    let _ = end.next().now_or_never();
     Ok(Box::new(end))
 }
 
@@ -290,7 +324,7 @@ where
 async fn round_trip<T, E1, E2>(
     mut end: impl LinkEnd<T, E1, E2>,
     request: Bytes,
-) -> Result<Box<dyn Send>, LinkError>
+) -> Result<Box<dyn Idle>, LinkError>
 where
     T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
     LinkError: From<E1> + From<E2>,
@@ -304,7 +338,6 @@ where
     }
     // Done with it, as an application is before it waits for the next.
     drop(reply);
-    let _ = end.next().now_or_never();
     Ok(Box::new(end))
 }
 
