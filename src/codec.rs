@@ -41,6 +41,10 @@
 //!   verified in one pass, their hashes interleaved (faster: see
 //!   BENCHMARKS.md); the second is kept by the codec and returned by the
 //!   next call, whatever the buffer then holds.
+//! * The links of this crate hash the payload of a frame in progress while
+//!   they wait for the rest of it, so that only the rest is left to hash
+//!   when it is whole (the decoder keeps the running HMAC; such a frame is
+//!   verified alone). Nothing is delivered before the whole tag verifies.
 //! * At end of input, leftover bytes of an incomplete frame are
 //!   [`LinkError::Truncated`], never a partial message.
 //!
@@ -144,6 +148,37 @@ pub struct HmacFrameCodec {
     /// [`PAIR_MIN_LEN`]) and not returned yet. The codec owns it, so what a
     /// caller does to the read buffer cannot change it.
     verified: Option<Bytes>,
+    /// The running HMAC of the frame in progress, over the part of its
+    /// payload the read buffer held when a link hashed ahead (see
+    /// [`hash_ahead`](Self::hash_ahead)).
+    ahead: Option<Ahead>,
+}
+
+/// The HMAC of a frame in progress over the first `hashed` bytes of its
+/// payload (at the start of the read buffer).
+#[derive(Clone)]
+struct Ahead {
+    mac: Hmac<Sha256>,
+    hashed: usize,
+}
+
+/// A frame whose length and payload have been written and whose tag has
+/// not, yet (see [`HmacFrameCodec::encode_deferred`]). Dropping it leaves a
+/// frame without its tag in the buffer: the link must [`finish`](Self::finish)
+/// it before anything else is written there.
+pub(crate) struct DeferredTag {
+    mac: Hmac<Sha256>,
+    payload: Bytes,
+}
+
+impl DeferredTag {
+    /// Computes the tag and appends it to `dst`, which must end where the
+    /// payload was written (or have sent everything up to there).
+    pub(crate) fn finish(self, dst: &mut BytesMut) {
+        let mut mac = self.mac;
+        mac.update(&self.payload);
+        dst.extend_from_slice(&mac.finalize().into_bytes());
+    }
 }
 
 /// Frames whose payloads are at least this long are hashed two at a time
@@ -227,6 +262,7 @@ impl HmacFrameCodec {
             receive_max: DEFAULT_MAX_FRAME_LEN,
             read: ReadState::Head,
             verified: None,
+            ahead: None,
         }
     }
 
@@ -369,6 +405,54 @@ impl HmacFrameCodec {
         Ok(())
     }
 
+    /// Writes the length and `payload` of one frame to `dst` and returns
+    /// what computes its tag: a link sends the payload on its way first and
+    /// hashes it while the peer receives it, then appends the tag with
+    /// [`DeferredTag::finish`]. The bytes are those of
+    /// [`encode_slice`](Self::encode_slice) once the tag is there.
+    ///
+    /// On [`LinkError::FrameTooLarge`] nothing is written.
+    pub(crate) fn encode_deferred(
+        &mut self,
+        payload: Bytes,
+        dst: &mut BytesMut,
+    ) -> Result<DeferredTag, LinkError> {
+        self.check_len(payload.len())?;
+        let mac = self.mac_for(Direction::Send, 0);
+        dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
+        put_body(dst, &payload);
+        self.count_sent(1);
+        Ok(DeferredTag { mac, payload })
+    }
+
+    /// Hashes the part of the frame in progress that `src` (the read
+    /// buffer the decoder is given) holds, so that the decoder has only
+    /// the rest to hash when the frame is whole: a link calls this when it
+    /// has read everything there is and would otherwise wait idle. Frames
+    /// hashed ahead are verified alone, never paired. Nothing is hashed
+    /// ahead for the first frame during a key rotation (it is tried against
+    /// each key in turn). The caller must not change the bytes `src` holds
+    /// before the next `decode`, only append to them.
+    pub(crate) fn hash_ahead(&mut self, src: &[u8]) {
+        let ReadState::Body { payload_len } = self.read else {
+            return;
+        };
+        if !self.candidates.is_empty() {
+            return;
+        }
+        let available = src.len().min(payload_len);
+        if self.ahead.is_none() {
+            let mac = self.mac_for(Direction::Receive, 0);
+            self.ahead = Some(Ahead { mac, hashed: 0 });
+        }
+        if let Some(ahead) = &mut self.ahead
+            && let Some(fresh) = src.get(ahead.hashed..available)
+        {
+            ahead.mac.update(fresh);
+            ahead.hashed = available;
+        }
+    }
+
     /// [`LinkError::FrameTooLarge`] if a payload of `len` bytes is over
     /// [`max_frame_len`](Self::max_frame_len).
     pub(crate) fn check_len(&self, len: usize) -> Result<(), LinkError> {
@@ -409,12 +493,19 @@ impl HmacFrameCodec {
         (self.mac_for(direction, 0), self.mac_for(direction, 1))
     }
 
+    /// The MAC of the next frame received over all of `payload`.
+    fn received_mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac_for(Direction::Receive, 0);
+        mac.update(payload);
+        mac
+    }
+
     /// Checks the tag of the next frame received (constant-time
     /// comparison).
     fn verify(&self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
-        let mut mac = self.mac_for(Direction::Receive, 0);
-        mac.update(payload);
-        mac.verify_slice(tag).map_err(|_| LinkError::InvalidHmac)
+        self.received_mac(payload)
+            .verify_slice(tag)
+            .map_err(|_| LinkError::InvalidHmac)
     }
 
     /// Checks the first frame received against the primary key, then each
@@ -529,13 +620,18 @@ fn declared_len(frame: &[u8]) -> Option<usize> {
     Some(u32::from_be_bytes(head) as usize)
 }
 
-/// Writes one frame: the length, `payload`, and its `tag`. The only place
-/// the layout is written.
+/// Writes one frame: the length, `payload`, and its `tag`. With
+/// [`put_body`], the only place the layout is written.
 fn put_frame(dst: &mut BytesMut, payload: &[u8], tag: &[u8]) {
+    put_body(dst, payload);
+    dst.extend_from_slice(tag);
+}
+
+/// Writes the length and `payload` of a frame; its tag follows.
+fn put_body(dst: &mut BytesMut, payload: &[u8]) {
     // Callers checked the length against max_frame_len <= u32::MAX.
     dst.put_u32(payload.len() as u32);
     dst.extend_from_slice(payload);
-    dst.extend_from_slice(tag);
 }
 
 /// Makes room for `ahead` more bytes in `src`: in place if the buffer can
@@ -661,7 +757,17 @@ impl Decoder for HmacFrameCodec {
             return Ok(None);
         }
 
-        let pair = if self.candidates.is_empty() {
+        let pair = if let Some(ahead) = self.ahead.take() {
+            // Partly hashed while it arrived: the rest, alone.
+            let mut mac = ahead.mac;
+            match src.get(ahead.hashed..payload_len) {
+                Some(rest) => mac.update(rest),
+                None => mac = self.received_mac(&src[..payload_len]),
+            }
+            mac.verify_slice(&src[payload_len..frame_rest])
+                .map_err(|_| LinkError::InvalidHmac)?;
+            PairCheck::FirstOnly
+        } else if self.candidates.is_empty() {
             self.verify_pair(src, payload_len)
         } else {
             // The first frame during a rotation, alone: it picks the key.
@@ -715,6 +821,7 @@ impl fmt::Debug for HmacFrameCodec {
             .field("first_frame_max_len", &self.first_frame_max_len)
             .field("read", &self.read)
             .field("verified", &self.verified.as_ref().map(Bytes::len))
+            .field("hashed_ahead", &self.ahead.as_ref().map(|a| a.hashed))
             .finish_non_exhaustive()
     }
 }

@@ -88,6 +88,10 @@ pub struct Fed {
 /// room for one byte, then takes the next size of `reads` (cycled) or what
 /// the buffer has room for, whichever is less; after each read it decodes
 /// every whole frame, and at the end calls `decode_eof` until it is done.
+/// After every other read, once nothing more decodes, it hashes the frame
+/// in progress ahead as this crate's links do while they wait for the rest
+/// (they do after every read that leaves them waiting; alternating keeps
+/// the decoder's paired verification covered too).
 /// Panics if the read buffer's capacity ever exceeds what the codec's
 /// contract allows for the most bytes it has held.
 pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
@@ -97,6 +101,7 @@ pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
     let mut outcome = None;
     let mut most_held = 0;
     let mut fed = 0;
+    let mut reads_done = 0usize;
     'feed: while fed < wire.len() {
         buf.reserve(1);
         let n = sizes
@@ -108,10 +113,16 @@ pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
         buf.extend_from_slice(&wire[fed..fed + n]);
         fed += n;
         most_held = most_held.max(buf.len());
+        reads_done += 1;
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => decoded.push(frame),
-                Ok(None) => break,
+                Ok(None) => {
+                    if reads_done.is_multiple_of(2) {
+                        codec.hash_ahead(&buf);
+                    }
+                    break;
+                }
                 Err(err) => {
                     outcome = Some(err);
                     break 'feed;

@@ -14,7 +14,9 @@ use tokio_rustls::rustls::ConnectionCommon;
 use tokio_util::codec::Framed;
 use zeroize::Zeroize;
 
-use crate::codec::{AuthMode, PAIR_MIN_LEN, Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN};
+use crate::codec::{
+    AuthMode, DeferredTag, PAIR_MIN_LEN, Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN,
+};
 use crate::{HmacFrameCodec, LinkError};
 
 /// Bytes of encoded frames the write buffer collects before `poll_ready`
@@ -66,6 +68,23 @@ pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// 0.96-1.03 at 1 MiB; BENCHMARKS.md).
 const PAIR_MAX_HOLD: usize = 256 * 1024;
 
+/// Messages at least this long that answer the peer leave ahead of their
+/// tag: their length and payload are flushed (or left for the next flush,
+/// above the write buffer's boundary) and the tag is computed while the
+/// peer receives them, which hashes them as they come
+/// (`HmacFrameCodec::hash_ahead`). The bytes on the wire are the same;
+/// the tag travels in a TLS record of its own.
+///
+/// "Answer" means the link delivered a message since it last sent one:
+/// a reply, or a client's next request after a reply, where the peer is
+/// waiting for this message and the round trip is what counts. A stream
+/// of sends with nothing received in between keeps tag and payload
+/// together: there the extra record and write per message cost about 20%
+/// of per-message throughput at 16 KiB, and the peer is busy anyway. One
+/// TLS record of payload (16 KiB) is the least for which deferring pays
+/// (BENCHMARKS.md, "Latency").
+const DEFER_TAG_MIN: usize = 16 * 1024;
+
 /// `io` framed with `codec`, buffered as described above.
 pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) -> FramedLink<T> {
     // `with_capacity` sizes both buffers; the write buffer starts empty.
@@ -75,6 +94,9 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
     FramedLink {
         framed,
         held: None,
+        deferred: None,
+        answering: false,
+        held_answers: false,
         idle_read_at: 0,
         release: None,
         release_armed: false,
@@ -92,6 +114,14 @@ pub(crate) struct FramedLink<T> {
     framed: Framed<T, HmacFrameCodec>,
     /// A message accepted by `start_send` and not yet encoded.
     held: Option<Bytes>,
+    /// The tag of the last frame in the write buffer, not computed yet
+    /// (see [`DEFER_TAG_MIN`]); finished before anything else is written.
+    deferred: Option<DeferredTag>,
+    /// Whether the stream delivered a message since the sink last took
+    /// one (see [`DEFER_TAG_MIN`]).
+    answering: bool,
+    /// `answering` as it was when `held` was taken.
+    held_answers: bool,
     /// When grown buffers go (see [`RELEASE_AFTER`]): allocated the first
     /// time a buffer grows, then reset; meaningful while `release_armed`.
     release: Option<Pin<Box<Sleep>>>,
@@ -125,14 +155,40 @@ impl<T> FramedLink<T> {
         self.framed.codec()
     }
 
-    /// Encodes the held message, if any, on its own.
-    fn release(&mut self) -> Result<(), LinkError>
+    /// Encodes the held message, if any, on its own (its tag deferred if
+    /// `defer` and it is long enough).
+    fn release(&mut self, defer: bool) -> Result<(), LinkError>
     where
         T: AsyncWrite + Unpin,
     {
         match self.held.take() {
-            Some(item) => Pin::new(&mut self.framed).start_send(item),
+            Some(item) => self.encode_alone(item, defer && self.held_answers),
             None => Ok(()),
+        }
+    }
+
+    /// Encodes `item` as one frame, its tag deferred if `defer` and it is
+    /// at least [`DEFER_TAG_MIN`] long. Any deferred tag must be finished.
+    fn encode_alone(&mut self, item: Bytes, defer: bool) -> Result<(), LinkError>
+    where
+        T: AsyncWrite + Unpin,
+    {
+        if !defer || item.len() < DEFER_TAG_MIN {
+            return Pin::new(&mut self.framed).start_send(item);
+        }
+        // The codec and the write buffer both live in `framed`: take the
+        // buffer out for the moment (no copy, no allocation).
+        let mut buffer = std::mem::take(self.framed.write_buffer_mut());
+        let deferred = self.framed.codec_mut().encode_deferred(item, &mut buffer);
+        *self.framed.write_buffer_mut() = buffer;
+        self.deferred = Some(deferred?);
+        Ok(())
+    }
+
+    /// Appends the tag of the frame whose payload went ahead, if any.
+    fn finish_deferred(&mut self) {
+        if let Some(tag) = self.deferred.take() {
+            tag.finish(self.framed.write_buffer_mut());
         }
     }
 }
@@ -148,6 +204,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
         let this = self.get_mut();
         // Refuse an oversized message now, in the call that gave it.
         this.framed.codec().check_len(item.len())?;
+        this.finish_deferred();
+        let answers = std::mem::take(&mut this.answering);
         match this.held.take() {
             Some(first) => {
                 // The codec and the write buffer both live in `framed`:
@@ -163,19 +221,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
             }
             None if (PAIR_MIN_LEN..=PAIR_MAX_HOLD).contains(&item.len()) => {
                 this.held = Some(item);
+                this.held_answers = answers;
                 Ok(())
             }
-            None => Pin::new(&mut this.framed).start_send(item),
+            None => this.encode_alone(item, answers),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        self.release()?;
+        self.release(true)?;
+        if self.deferred.is_some() {
+            // Let the payload leave while its tag is computed.
+            let sent = Pin::new(&mut self.framed).poll_flush(cx);
+            self.finish_deferred();
+            if let Poll::Ready(Err(err)) = sent {
+                return Poll::Ready(Err(err));
+            }
+        }
         Pin::new(&mut self.framed).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        self.release()?;
+        self.finish_deferred();
+        self.release(false)?;
         Pin::new(&mut self.framed).poll_close(cx)
     }
 }
@@ -185,8 +253,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.framed).poll_next(cx);
+        if let Poll::Ready(Some(Ok(_))) = next {
+            self.answering = true;
+        }
         if next.is_pending() {
-            // Read dry: nothing of a next frame has arrived.
+            // Read dry: hash what there is of the frame in progress while
+            // the rest is on its way.
+            let buffer = std::mem::take(self.framed.read_buffer_mut());
+            self.framed.codec_mut().hash_ahead(&buffer);
+            *self.framed.read_buffer_mut() = buffer;
             self.poll_release(cx);
         }
         next

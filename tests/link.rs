@@ -959,3 +959,90 @@ async fn messages_up_to_256_kib_are_held_for_a_partner_and_larger_ones_are_not()
         }
     }
 }
+
+/// A client's messages in reply to the server's: the first large one after
+/// a message came in leaves ahead of its tag (its tag is a TLS record of
+/// its own), the one sent straight after it does not, and the plaintext is
+/// the same frames either way, in both formats (the session-bound counters
+/// move with the deferred frame).
+#[tokio::test]
+async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
+    use secure_link::codec::{Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN};
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Encoder;
+
+    let reply = Bytes::from((0..70_000).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let straight_after = Bytes::from(vec![7u8; 20_000]);
+    for mode in [AuthMode::Lab, AuthMode::SessionBound] {
+        let pki = pki();
+        let connector = SecureConnector::new(&pki.ca_pem, KEY)
+            .unwrap()
+            .with_auth_mode(mode);
+        let tls = tokio_rustls::TlsAcceptor::from(
+            tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap(),
+        );
+        let (client_io, server_io) = tokio::io::duplex(256 * 1024);
+        let (tap, log) = Tap::new(client_io);
+        let codec_for = move |exporter: &[u8], role: Role| match mode {
+            AuthMode::SessionBound => HmacFrameCodec::new(KEY).bound_to_session(exporter, role),
+            _ => HmacFrameCodec::new(KEY),
+        };
+        // A plain tokio-rustls server: one frame to the client, then it
+        // reads everything the client writes.
+        let server = tokio::spawn(async move {
+            let mut server = tls.accept(server_io).await.unwrap();
+            let exporter = server
+                .get_ref()
+                .1
+                .export_keying_material([0u8; SESSION_EXPORTER_LEN], SESSION_EXPORTER_LABEL, None)
+                .unwrap();
+            let mut ping = bytes::BytesMut::new();
+            codec_for(&exporter, Role::Server)
+                .encode(Bytes::from("ping"), &mut ping)
+                .unwrap();
+            server.write_all(&ping).await.unwrap();
+            server.flush().await.unwrap();
+            let mut plaintext = Vec::new();
+            server.read_to_end(&mut plaintext).await.unwrap();
+            server.shutdown().await.unwrap();
+            (plaintext, exporter)
+        });
+        let mut client = connector.connect("localhost", tap).await.unwrap();
+        let handshake_records = log.tls_records().len();
+        assert_eq!(client.next().await.unwrap().unwrap(), "ping", "{mode:?}");
+        client.send(reply.clone()).await.unwrap();
+        client.send(straight_after.clone()).await.unwrap();
+        client.close().await.unwrap();
+        let (plaintext, exporter) = server.await.unwrap();
+
+        let mut expected = bytes::BytesMut::new();
+        let mut codec = codec_for(&exporter, Role::Client);
+        codec.encode(reply.clone(), &mut expected).unwrap();
+        codec.encode(straight_after.clone(), &mut expected).unwrap();
+        assert!(plaintext == expected[..], "{mode:?}: the frames differ");
+
+        // Plaintext lengths of the data records (ciphertext: + content
+        // type byte + 16-byte AEAD tag); the last record is close_notify.
+        let records: Vec<usize> = log.tls_records()[handshake_records..]
+            .iter()
+            .map(|&(_, len)| len - 17)
+            .collect();
+        let full = 16 * 1024;
+        assert_eq!(
+            records[..records.len() - 1],
+            [
+                // The reply: length and payload, then its tag alone.
+                full,
+                full,
+                full,
+                full,
+                4 + 70_000 - 4 * full,
+                32,
+                // Straight after: the whole frame together.
+                full,
+                4 + 20_000 + 32 - full,
+            ],
+            "{mode:?}"
+        );
+    }
+}
