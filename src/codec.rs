@@ -32,8 +32,9 @@
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
 //!   that has not shown it holds the key can make it grow to. The
 //!   decoder never shrinks the buffer; the links of this crate swap a
-//!   grown buffer for an 8 KiB one once they have had nothing to read for
-//!   a second (tests/idle_memory.rs).
+//!   grown buffer for an 8 KiB one when they have read everything there is
+//!   (after a second of that, when they are busy with large frames; see
+//!   tests/idle_memory.rs).
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.
@@ -150,8 +151,9 @@ pub struct HmacFrameCodec {
     verified: Option<Bytes>,
     /// The running HMAC of the frame in progress, over the part of its
     /// payload the read buffer held when a link hashed ahead (see
-    /// [`hash_ahead`](Self::hash_ahead)).
-    ahead: Option<Ahead>,
+    /// [`hash_ahead`](Self::hash_ahead)). Boxed: an idle connection does
+    /// not carry the room for an HMAC state.
+    ahead: Option<Box<Ahead>>,
 }
 
 /// The HMAC of a frame in progress over the first `hashed` bytes of its
@@ -443,7 +445,7 @@ impl HmacFrameCodec {
         let available = src.len().min(payload_len);
         if self.ahead.is_none() {
             let mac = self.mac_for(Direction::Receive, 0);
-            self.ahead = Some(Ahead { mac, hashed: 0 });
+            self.ahead = Some(Box::new(Ahead { mac, hashed: 0 }));
         }
         if let Some(ahead) = &mut self.ahead
             && let Some(fresh) = src.get(ahead.hashed..available)
@@ -759,8 +761,8 @@ impl Decoder for HmacFrameCodec {
 
         let pair = if let Some(ahead) = self.ahead.take() {
             // Partly hashed while it arrived: the rest, alone.
-            let mut mac = ahead.mac;
-            match src.get(ahead.hashed..payload_len) {
+            let Ahead { mut mac, hashed } = *ahead;
+            match src.get(hashed..payload_len) {
                 Some(rest) => mac.update(rest),
                 None => mac = self.received_mac(&src[..payload_len]),
             }

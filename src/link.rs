@@ -29,7 +29,7 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Capacity of the read buffer of a connection that is waiting for a
 /// message: what a new connection starts with, and what a larger buffer
-/// is swapped for once the link has been idle for [`RELEASE_AFTER`]. It
+/// is swapped for when the link is read dry (see [`RELEASE_AFTER`]). It
 /// grows as frames need (see the codec's decoder contract). An idle
 /// connection's heap is mostly this, rustls' session state and the codec
 /// (tests/idle_memory.rs holds the server's share to 24 KiB); bulk
@@ -44,21 +44,25 @@ pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
 /// a grown read buffer (see [`RELEASE_AFTER`]).
 pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 
-/// How long buffers grown past [`IDLE_READ_BUFFER`] / [`IDLE_WRITE_BUFFER`]
-/// are kept once the link has nothing to read: they are released when the
-/// stream is polled, finds nothing, and this long has passed since it
-/// first found nothing with them (a timer wakes the reading task then; an
-/// idle server connection always has a reader).
+/// How long a link busy with large frames keeps the buffers they grew.
+/// A link that is read dry (every byte received decoded, nothing more to
+/// read) gives back a read buffer grown past [`IDLE_READ_BUFFER`] and an
+/// empty write buffer over [`IDLE_WRITE_BUFFER`] at once, unless one of
+/// them grew again within this long of the last time it went: then it
+/// keeps them until it has been read dry for this long (a timer wakes the reading
+/// task; an idle server connection always has a reader).
 ///
-/// Releasing them at once, every time the link was read dry, made a link
-/// that carries one large message at a time allocate its buffers afresh
+/// Giving them back every time the link was read dry made a link that
+/// carries one large message after another allocate its buffers afresh
 /// for every message; the allocator hands such memory back to the system
 /// in between, so each 64 KiB round trip paid about 50 page faults and
 /// took 1.5 x as long as the hand-written codec's with the ends on two
 /// threads (`back_to_back_large_messages_reuse_the_buffers` in
-/// tests/idle_memory.rs). With the delay a busy link reallocates at most
-/// once per this interval. The timer is only armed while a buffer is
-/// grown: links of small messages never touch it.
+/// tests/idle_memory.rs). Keeping them a second after every large
+/// message instead held 400 connections' buffers at once after a burst of
+/// one large message each, and the process's resident set stayed at the
+/// peak (795 KiB per connection). The timer is only armed while a buffer
+/// is grown: links of small messages never touch it.
 pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// The largest message the sink holds back to pair with the next. Above
@@ -100,6 +104,8 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
         idle_read_at: 0,
         release: None,
         release_armed: false,
+        read_released_at: None,
+        write_released_at: None,
     }
     .with_fresh_read_buffer()
 }
@@ -116,7 +122,8 @@ pub(crate) struct FramedLink<T> {
     held: Option<Bytes>,
     /// The tag of the last frame in the write buffer, not computed yet
     /// (see [`DEFER_TAG_MIN`]); finished before anything else is written.
-    deferred: Option<DeferredTag>,
+    /// Boxed: an idle connection does not carry the room for an HMAC state.
+    deferred: Option<Box<DeferredTag>>,
     /// Whether the stream delivered a message since the sink last took
     /// one (see [`DEFER_TAG_MIN`]).
     answering: bool,
@@ -126,7 +133,10 @@ pub(crate) struct FramedLink<T> {
     /// time a buffer grows, then reset; meaningful while `release_armed`.
     release: Option<Pin<Box<Sleep>>>,
     release_armed: bool,
-    /// Where the read buffer's idle allocation starts (see `has_grown`).
+    /// When a grown read / write buffer last went (see `poll_release`).
+    read_released_at: Option<tokio::time::Instant>,
+    write_released_at: Option<tokio::time::Instant>,
+    /// Where the read buffer's idle allocation starts (see `read_grown`).
     idle_read_at: usize,
 }
 
@@ -181,7 +191,7 @@ impl<T> FramedLink<T> {
         let mut buffer = std::mem::take(self.framed.write_buffer_mut());
         let deferred = self.framed.codec_mut().encode_deferred(item, &mut buffer);
         *self.framed.write_buffer_mut() = buffer;
-        self.deferred = Some(deferred?);
+        self.deferred = Some(Box::new(deferred?));
         Ok(())
     }
 
@@ -269,52 +279,76 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
 }
 
 impl<T> FramedLink<T> {
-    /// Called when the stream has found nothing to read. With a buffer
-    /// grown past its idle size, arms the release timer (if it is not
-    /// armed) and registers it with `cx`; once it has fired, the buffers
-    /// go (messages handed out keep their bytes: they own a share of the
-    /// allocation).
+    /// Called when the stream has found nothing to read. Grown buffers go
+    /// at once when the link is read dry (every byte received decoded),
+    /// unless one of them grew again within [`RELEASE_AFTER`] of the last
+    /// time it went: then the link is busy with large frames, and they go
+    /// once it has been read dry for that long (a timer registered with
+    /// `cx`). Messages handed out keep their bytes: they own a share of
+    /// the allocation.
     fn poll_release(&mut self, cx: &mut Context<'_>) {
-        if !self.release_armed && !self.has_grown() {
-            return;
-        }
-        let timer = match &mut self.release {
-            Some(timer) if self.release_armed => timer,
-            Some(timer) => {
-                timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + RELEASE_AFTER);
-                timer
+        if !self.release_armed {
+            if !self.framed.read_buffer().is_empty() {
+                return;
             }
-            None => self
-                .release
-                .insert(Box::pin(tokio::time::sleep(RELEASE_AFTER))),
+            let (read, write) = (self.read_grown(), self.write_grown());
+            if !read && !write {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            let again = |released: Option<tokio::time::Instant>| {
+                released.is_some_and(|at| now.saturating_duration_since(at) < RELEASE_AFTER)
+            };
+            let busy =
+                (read && again(self.read_released_at)) || (write && again(self.write_released_at));
+            if !busy {
+                self.release_buffers(now);
+                return;
+            }
+            let deadline = now + RELEASE_AFTER;
+            match &mut self.release {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.release = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.release_armed = true;
+        }
+        let Some(timer) = &mut self.release else {
+            return;
         };
-        self.release_armed = true;
         if timer.as_mut().poll(cx).is_pending() {
             return;
         }
         self.release_armed = false;
-        if self.framed.read_buffer().is_empty() {
+        self.release_buffers(tokio::time::Instant::now());
+    }
+
+    /// Swaps an empty, grown read buffer for a fresh idle one and drops an
+    /// empty write buffer over its idle size; notes when each went.
+    fn release_buffers(&mut self, now: tokio::time::Instant) {
+        if self.framed.read_buffer().is_empty() && self.read_grown() {
             *self.framed.read_buffer_mut() = BytesMut::with_capacity(IDLE_READ_BUFFER);
             self.idle_read_at = self.framed.read_buffer().as_ptr().addr();
+            self.read_released_at = Some(now);
         }
-        let write = self.framed.write_buffer_mut();
-        if write.is_empty() && reclaimed_capacity(write) > IDLE_WRITE_BUFFER {
-            *write = BytesMut::new();
+        if self.framed.write_buffer().is_empty() && self.write_grown() {
+            *self.framed.write_buffer_mut() = BytesMut::new();
+            self.write_released_at = Some(now);
         }
     }
 
-    /// Whether a buffer holds (or may hold) more than an idle link needs.
-    /// The read buffer has grown when it no longer reads into the
-    /// allocation it was given (reserving more moved it, or messages
-    /// handed out still share that one); `capacity()` cannot tell, as it
-    /// counts from where the last byte was consumed and does not see an
-    /// allocation shared with a message.
-    fn has_grown(&mut self) -> bool {
+    /// Whether the read buffer may hold more than an idle link needs: it
+    /// no longer reads into the allocation it was given (reserving more
+    /// moved it, or messages handed out still share that one).
+    /// `capacity()` cannot tell, as it counts from where the last byte was
+    /// consumed and does not see an allocation shared with a message.
+    fn read_grown(&self) -> bool {
         let at = self.framed.read_buffer().as_ptr().addr();
-        let moved = !(self.idle_read_at..=self.idle_read_at + IDLE_READ_BUFFER).contains(&at);
-        moved || reclaimed_capacity(self.framed.write_buffer_mut()) > IDLE_WRITE_BUFFER
+        !(self.idle_read_at..=self.idle_read_at + IDLE_READ_BUFFER).contains(&at)
+    }
+
+    /// Whether the write buffer holds more than an idle link keeps.
+    fn write_grown(&mut self) -> bool {
+        reclaimed_capacity(self.framed.write_buffer_mut()) > IDLE_WRITE_BUFFER
     }
 }
 

@@ -1,7 +1,7 @@
 //! Memory per connection: N authenticated connections, each after one
 //! request/response exchange of a given size, left idle (both ends
-//! waiting for the next message, as a server does between requests, for
-//! 1.2 s); what each end holds per connection.
+//! waiting for the next message, as a server does between requests); what
+//! each end holds per connection.
 //!
 //! The server ends and the client ends run on two threads of their own,
 //! each with a current-thread runtime, so a per-thread heap meter (a
@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::future::Future;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::Framed;
@@ -47,9 +47,9 @@ pub struct IdleMemory {
 
 /// Opens `connections` connections of `peer` over 127.0.0.1 TCP one after
 /// the other; on each the client sends one message of `exchange` bytes and
-/// the server echoes it; then both ends wait for a next message for 1.2 s
-/// (long enough for this crate's links to give back buffers grown for a
-/// large message) and are kept. Measures what they hold (see [`IdleMemory`]). Blocks the
+/// the server echoes it; then both ends wait for a next message (polled
+/// once at once, as a server does, then all together for `settle`, see
+/// [`SETTLE`]) and are kept. Measures what they hold (see [`IdleMemory`]). Blocks the
 /// calling thread; needs two descriptors per connection.
 ///
 /// # Errors
@@ -61,6 +61,7 @@ pub fn idle_connections(
     peer: Peer,
     connections: usize,
     exchange: usize,
+    settle: Duration,
     meter: Option<Meter>,
 ) -> Result<IdleMemory, LinkError> {
     let connections = connections.max(1);
@@ -72,11 +73,20 @@ pub fn idle_connections(
 
     let server = Side::spawn(meter, {
         let setup = setup.clone();
-        move || Box::pin(serve_all(setup, peer, listener, connections, max))
+        move || Box::pin(serve_all(setup, peer, listener, connections, max, settle))
     })?;
     let client = Side::spawn(meter, {
         let setup = setup.clone();
-        move || Box::pin(connect_all(setup, peer, addr, connections, exchange))
+        move || {
+            Box::pin(connect_all(
+                setup,
+                peer,
+                addr,
+                connections,
+                exchange,
+                settle,
+            ))
+        }
     })?;
     let server_heap = server.measured()?;
     let client_heap = client.measured()?;
@@ -106,16 +116,17 @@ impl<L: futures::Stream + Unpin + Send> Idle for L {
     }
 }
 
-/// How long the ends wait for a next message before they are measured:
-/// long enough for a link to give back buffers grown for a large message
-/// once idle (`link::RELEASE_AFTER`), so what is measured is an idle
-/// connection rather than one between two messages.
-const SETTLE: Duration = Duration::from_millis(1200);
+/// How long `secure-link bench` lets the ends wait for a next message
+/// before they are measured: longer than a link of this crate that is busy
+/// with large frames keeps its grown buffers once quiet (one second), so
+/// what is measured is an idle connection rather than one between two
+/// messages.
+pub const SETTLE: Duration = Duration::from_millis(1200);
 
-/// Keeps every end of `held` waiting for its next message for [`SETTLE`],
-/// then hands them back.
-async fn settle(mut held: Held) -> Result<Held, LinkError> {
-    let mut timer = std::pin::pin!(tokio::time::sleep(SETTLE));
+/// Keeps every end of `held` waiting for its next message for `settle`
+/// (polled at least once), then hands them back.
+async fn settle(mut held: Held, settle: Duration) -> Result<Held, LinkError> {
+    let mut timer = std::pin::pin!(tokio::time::sleep(settle));
     std::future::poll_fn(|cx| {
         for end in held.iter_mut() {
             end.poll_idle(cx);
@@ -219,6 +230,7 @@ async fn serve_all(
     listener: std::net::TcpListener,
     connections: usize,
     max: usize,
+    wait: Duration,
 ) -> Result<Held, LinkError> {
     let mut held = Held::new();
     let listener = TcpListener::from_std(listener)?;
@@ -228,7 +240,7 @@ async fn serve_all(
         let end = step("server exchange", accept_one(&setup, peer, io, max)).await?;
         held.push(end);
     }
-    settle(held).await
+    settle(held, wait).await
 }
 
 async fn connect_all(
@@ -237,6 +249,7 @@ async fn connect_all(
     addr: SocketAddr,
     connections: usize,
     exchange: usize,
+    wait: Duration,
 ) -> Result<Held, LinkError> {
     let mut held = Held::new();
     let request = Bytes::from(vec![0x5a; exchange]);
@@ -250,7 +263,7 @@ async fn connect_all(
         .await?;
         held.push(end);
     }
-    settle(held).await
+    settle(held, wait).await
 }
 
 /// The server end of `peer` on `io`, after echoing one message.
@@ -317,6 +330,8 @@ where
 {
     let request = end.next().await.ok_or(LinkError::Truncated)??;
     end.send(request.into()).await?;
+    // Wait for the next request at once, as a server does.
+    let _ = end.next().now_or_never();
     Ok(Box::new(end))
 }
 
@@ -338,6 +353,7 @@ where
     }
     // Done with it, as an application is before it waits for the next.
     drop(reply);
+    let _ = end.next().now_or_never();
     Ok(Box::new(end))
 }
 

@@ -36,7 +36,7 @@ use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 pub use connections::{FanIn, fan_in};
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
 pub use latency::{Ends, Latency, round_trips};
-pub use memory::{IdleMemory, Meter, idle_connections};
+pub use memory::{IdleMemory, Meter, SETTLE, idle_connections};
 pub use throughput::transfer;
 
 /// The implementation under test.

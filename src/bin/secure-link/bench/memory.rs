@@ -7,7 +7,7 @@
 //! hidden by memory an earlier case freed to the allocator. Heap per end
 //! needs the counting allocator: build with `--features count-allocations`.
 
-use secure_link::benchmark::{IdleMemory, Meter, Peer, Setup, idle_connections};
+use secure_link::benchmark::{IdleMemory, Meter, Peer, SETTLE, Setup, idle_connections};
 
 use super::plot::{Chart, Series};
 use super::{Args, PeerArg, cell, human, progress, raise_descriptor_limit};
@@ -51,7 +51,7 @@ pub(super) fn run_case(case: &str) -> Result<(), Error> {
     let exchange: usize = exchange.parse().map_err(|_| bad())?;
     raise_descriptor_limit();
     let setup = Setup::new()?;
-    let m = idle_connections(&setup, peer.into(), connections, exchange, meter())?;
+    let m = idle_connections(&setup, peer.into(), connections, exchange, SETTLE, meter())?;
     let field = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
     outln!(
         "{} {} {}",
