@@ -960,11 +960,11 @@ async fn messages_up_to_256_kib_are_held_for_a_partner_and_larger_ones_are_not()
     }
 }
 
-/// A client's messages in reply to the server's: the first large one after
-/// a message came in leaves ahead of its tag (its tag is a TLS record of
-/// its own), the one sent straight after it does not, and the plaintext is
-/// the same frames either way, in both formats (the session-bound counters
-/// move with the deferred frame).
+/// A client's messages in reply to the server's: a large one (16 KiB or
+/// more) sent after a message came in leaves ahead of its tag (its tag is
+/// a TLS record of its own); one sent straight after it, or one under
+/// 16 KiB, does not; and the plaintext is the same frames either way, in
+/// both formats (the session-bound counters move with the deferred frame).
 #[tokio::test]
 async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
     use secure_link::codec::{Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN};
@@ -973,6 +973,9 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
 
     let reply = Bytes::from((0..70_000).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let straight_after = Bytes::from(vec![7u8; 20_000]);
+    let just_under = Bytes::from(vec![8u8; 16 * 1024 - 1]);
+    let at_threshold = Bytes::from(vec![9u8; 16 * 1024]);
+    let sent = [&reply, &straight_after, &just_under, &at_threshold];
     for mode in [AuthMode::Lab, AuthMode::SessionBound] {
         let pki = pki();
         let connector = SecureConnector::new(&pki.ca_pem, KEY)
@@ -987,7 +990,7 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
             AuthMode::SessionBound => HmacFrameCodec::new(KEY).bound_to_session(exporter, role),
             _ => HmacFrameCodec::new(KEY),
         };
-        // A plain tokio-rustls server: one frame to the client, then it
+        // A plain tokio-rustls server: three frames to the client, then it
         // reads everything the client writes.
         let server = tokio::spawn(async move {
             let mut server = tls.accept(server_io).await.unwrap();
@@ -997,9 +1000,10 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
                 .export_keying_material([0u8; SESSION_EXPORTER_LEN], SESSION_EXPORTER_LABEL, None)
                 .unwrap();
             let mut ping = bytes::BytesMut::new();
-            codec_for(&exporter, Role::Server)
-                .encode(Bytes::from("ping"), &mut ping)
-                .unwrap();
+            let mut codec = codec_for(&exporter, Role::Server);
+            for _ in 0..3 {
+                codec.encode(Bytes::from("ping"), &mut ping).unwrap();
+            }
             server.write_all(&ping).await.unwrap();
             server.flush().await.unwrap();
             let mut plaintext = Vec::new();
@@ -1012,13 +1016,18 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
         assert_eq!(client.next().await.unwrap().unwrap(), "ping", "{mode:?}");
         client.send(reply.clone()).await.unwrap();
         client.send(straight_after.clone()).await.unwrap();
+        assert_eq!(client.next().await.unwrap().unwrap(), "ping", "{mode:?}");
+        client.send(just_under.clone()).await.unwrap();
+        assert_eq!(client.next().await.unwrap().unwrap(), "ping", "{mode:?}");
+        client.send(at_threshold.clone()).await.unwrap();
         client.close().await.unwrap();
         let (plaintext, exporter) = server.await.unwrap();
 
         let mut expected = bytes::BytesMut::new();
         let mut codec = codec_for(&exporter, Role::Client);
-        codec.encode(reply.clone(), &mut expected).unwrap();
-        codec.encode(straight_after.clone(), &mut expected).unwrap();
+        for message in sent {
+            codec.encode(message.clone(), &mut expected).unwrap();
+        }
         assert!(plaintext == expected[..], "{mode:?}: the frames differ");
 
         // Plaintext lengths of the data records (ciphertext: + content
@@ -1041,6 +1050,13 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
                 // Straight after: the whole frame together.
                 full,
                 4 + 20_000 + 32 - full,
+                // A reply under 16 KiB: together.
+                full,
+                4 + 32 - 1,
+                // A reply of 16 KiB: its tag alone.
+                full,
+                4,
+                32,
             ],
             "{mode:?}"
         );
