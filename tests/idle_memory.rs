@@ -123,3 +123,62 @@ fn back_to_back_large_messages_reuse_the_buffers() {
         "ours allocates {ours:.0} B per 64 KiB round trip, P2b {p2b:.0} B"
     );
 }
+
+/// Heap both ends of one link hold (on this thread, over 127.0.0.1 TCP:
+/// an in-memory pipe would count its own buffer) once the client has sent
+/// one `upload`-byte message, the server has answered "ok", and each has
+/// then found nothing more to read.
+fn held_after_upload(upload: usize) -> i64 {
+    use futures::{FutureExt, SinkExt, StreamExt};
+
+    let setup = Setup::new().expect("setup");
+    let (connector, acceptor) = setup.ours();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut ends = None;
+    let held = allocation_counter::measure(|| {
+        ends = Some(runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let (client_io, accepted) =
+                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+            let (client_io, server_io) = (client_io.expect("connect"), accepted.expect("accept").0);
+            let connector = connector.with_max_frame_len(upload);
+            let acceptor = acceptor.with_max_frame_len(upload);
+            let (client, server) = tokio::join!(
+                connector.connect("localhost", client_io),
+                acceptor.accept(server_io)
+            );
+            let (mut client, mut server) = (client.expect("connect"), server.expect("accept"));
+            let message = bytes::Bytes::from(vec![3u8; upload]);
+            let (sent, received) = tokio::join!(client.send(message), server.next());
+            sent.expect("send");
+            assert_eq!(received.expect("a message").expect("valid").len(), upload);
+            server.send("ok".into()).await.expect("reply");
+            assert_eq!(client.next().await.expect("a reply").expect("valid"), "ok");
+            assert!(server.next().now_or_never().is_none());
+            assert!(client.next().now_or_never().is_none());
+            (client, server)
+        }));
+    })
+    .bytes_current;
+    drop(ends);
+    held
+}
+
+/// A server that only received a large message (its reply was small, so
+/// only its read buffer grew) gives that buffer back too.
+#[test]
+fn a_large_upload_answered_small_leaves_nothing_behind() {
+    let small = held_after_upload(1024);
+    let large = held_after_upload(256 * 1024);
+    eprintln!("both ends hold {small} B after a 1 KiB upload, {large} B after 256 KiB");
+    assert!(
+        large <= small + 8 * 1024,
+        "{large} B after a 256 KiB upload, {small} B after 1 KiB"
+    );
+}
