@@ -1062,3 +1062,39 @@ async fn a_reply_leaves_ahead_of_its_tag_with_the_same_bytes_on_the_wire() {
         );
     }
 }
+
+/// A link busy with large frames keeps its grown buffers and arms a timer
+/// to give them back once quiet; when the timer fires while a frame is only
+/// part-way in, the part already read stays (the frame arrives whole).
+#[tokio::test(start_paused = true)]
+async fn a_frame_in_progress_survives_the_release_timer_of_a_busy_link() {
+    use futures::FutureExt;
+
+    let (connector, acceptor) = endpoints(KEY);
+    // Room for one whole TLS record and a bit: a send stalls part-way.
+    let (mut client, mut server) =
+        connected_over(&connector, &acceptor, tokio::io::duplex(20 * 1024)).await;
+    let big = |b: u8| Bytes::from(vec![b; 64 * 1024]);
+    // Two large messages in turn: the read buffer grows again within a
+    // second of going, so the link keeps it and arms the timer.
+    for b in [1, 2] {
+        let (sent, got) = tokio::join!(client.send(big(b)), server.next());
+        sent.unwrap();
+        assert_eq!(got.unwrap().unwrap(), big(b));
+        assert!(server.next().now_or_never().is_none(), "read dry");
+    }
+    // A third, stalled after what the pipe takes: one whole record in.
+    let mut sending = client.send(big(3));
+    assert!((&mut sending).now_or_never().is_none(), "the send stalls");
+    assert!(server.next().now_or_never().is_none(), "part of a frame");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(server.next().now_or_never().is_none(), "the timer fired");
+    // Bounded: a link that lost the part it had read would wait for ever.
+    let (sent, got) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(sending, server.next())
+    })
+    .await
+    .expect("the frame arrives whole");
+    sent.unwrap();
+    assert_eq!(got.unwrap().unwrap(), big(3));
+}
