@@ -17,12 +17,10 @@ use std::future::Future;
 
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_util::codec::Framed;
 
-use super::peers::{HandWrittenHmacCodec, LinkEnd, p1_framed, tls_configs};
+use super::peers::{LinkEnd, OverEnd, on_client_end, on_server_end};
 use super::{Peer, Setup};
-use crate::{LinkError, tls};
+use crate::LinkError;
 
 /// Runs a closure and returns the bytes the calling thread allocated in it
 /// and has not freed (a counting allocator's per-thread figure, e.g.
@@ -273,22 +271,7 @@ async fn accept_one(
     io: TcpStream,
     max: usize,
 ) -> Result<Box<dyn Idle>, LinkError> {
-    let (_, server_config) = tls_configs(setup, peer);
-    match peer {
-        Peer::Ours => {
-            let acceptor = setup.ours().1.with_max_frame_len(max);
-            echo_once(acceptor.accept(io).await?).await
-        }
-        Peer::P1 => {
-            let tls = TlsAcceptor::from(server_config.clone()).accept(io).await?;
-            echo_once(p1_framed(tls, max)).await
-        }
-        Peer::P2 | Peer::P2b | Peer::P3 => {
-            let tls = TlsAcceptor::from(server_config.clone()).accept(io).await?;
-            let codec = HandWrittenHmacCodec::for_peer(setup, peer, max);
-            echo_once(Framed::new(tls, codec)).await
-        }
-    }
+    on_server_end(setup, peer, max, io, EchoOnce).await
 }
 
 /// The client end of `peer` on `io`, after one round trip of `request`.
@@ -299,62 +282,62 @@ async fn connect_one(
     request: Bytes,
 ) -> Result<Box<dyn Idle>, LinkError> {
     let max = request.len().max(1024);
-    let (client_config, _) = tls_configs(setup, peer);
-    let name = tls::server_name("localhost")?;
-    match peer {
-        Peer::Ours => {
-            let connector = setup.ours().0.with_max_frame_len(max);
-            round_trip(connector.connect("localhost", io).await?, request).await
-        }
-        Peer::P1 => {
-            let tls = TlsConnector::from(client_config.clone())
-                .connect(name, io)
-                .await?;
-            round_trip(p1_framed(tls, max), request).await
-        }
-        Peer::P2 | Peer::P2b | Peer::P3 => {
-            let tls = TlsConnector::from(client_config.clone())
-                .connect(name, io)
-                .await?;
-            let codec = HandWrittenHmacCodec::for_peer(setup, peer, max);
-            round_trip(Framed::new(tls, codec), request).await
-        }
-    }
+    on_client_end(setup, peer, max, io, RoundTrip(request)).await
 }
 
 /// Receives one message, sends it back, then waits for the next once.
-async fn echo_once<T, E1, E2>(mut end: impl LinkEnd<T, E1, E2>) -> Result<Box<dyn Idle>, LinkError>
-where
-    T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
-    LinkError: From<E1> + From<E2>,
-{
-    let request = end.next().await.ok_or(LinkError::Truncated)??;
-    end.send(request.into()).await?;
-    // Wait for the next request at once, as a server does.
-    let _ = end.next().now_or_never();
-    Ok(Box::new(end))
+struct EchoOnce;
+
+impl OverEnd for EchoOnce {
+    type Output = Box<dyn Idle>;
+
+    async fn run<T, E1, E2>(
+        self,
+        mut end: impl LinkEnd<T, E1, E2>,
+    ) -> Result<Box<dyn Idle>, LinkError>
+    where
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        let request = end.next().await.ok_or(LinkError::Truncated)??;
+        end.send(request.into()).await?;
+        // Wait for the next request at once, as a server does.
+        let _ = end.next().now_or_never();
+        Ok(Box::new(end))
+    }
 }
 
-/// Sends `request`, checks the echo, then waits for the next once.
-async fn round_trip<T, E1, E2>(
-    mut end: impl LinkEnd<T, E1, E2>,
-    request: Bytes,
-) -> Result<Box<dyn Idle>, LinkError>
-where
-    T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
-    LinkError: From<E1> + From<E2>,
-{
-    end.send(request.clone()).await?;
-    let reply = end.next().await.ok_or(LinkError::Truncated)??;
-    if reply.as_ref() != request.as_ref() {
-        return Err(LinkError::Io(std::io::Error::other(
-            "the reply is not the request",
-        )));
+/// Sends its request, checks the echo, then waits for the next once.
+struct RoundTrip(Bytes);
+
+impl OverEnd for RoundTrip {
+    type Output = Box<dyn Idle>;
+
+    async fn run<T, E1, E2>(
+        self,
+        mut end: impl LinkEnd<T, E1, E2>,
+    ) -> Result<Box<dyn Idle>, LinkError>
+    where
+        T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
+        E1: Send + 'static,
+        E2: Send + 'static,
+        LinkError: From<E1> + From<E2>,
+    {
+        let RoundTrip(request) = self;
+        end.send(request.clone()).await?;
+        let reply = end.next().await.ok_or(LinkError::Truncated)??;
+        if reply.as_ref() != request.as_ref() {
+            return Err(LinkError::Io(std::io::Error::other(
+                "the reply is not the request",
+            )));
+        }
+        // Done with it, as an application is before it waits for the next.
+        drop(reply);
+        let _ = end.next().now_or_never();
+        Ok(Box::new(end))
     }
-    // Done with it, as an application is before it waits for the next.
-    drop(reply);
-    let _ = end.next().now_or_never();
-    Ok(Box::new(end))
 }
 
 /// The resident set of this process in bytes (Linux), else `None`.
