@@ -103,7 +103,6 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
         held_answers: false,
         idle_read_at: 0,
         release: None,
-        release_armed: false,
         read_released_at: None,
         write_released_at: None,
     }
@@ -129,10 +128,9 @@ pub(crate) struct FramedLink<T> {
     answering: bool,
     /// `answering` as it was when `held` was taken.
     held_answers: bool,
-    /// When grown buffers go (see [`RELEASE_AFTER`]): allocated the first
-    /// time a buffer grows, then reset; meaningful while `release_armed`.
+    /// When grown buffers go, if the link is busy with large frames (see
+    /// [`RELEASE_AFTER`]); `None` otherwise. Armed at most once a second.
     release: Option<Pin<Box<Sleep>>>,
-    release_armed: bool,
     /// When a grown read / write buffer last went (see `poll_release`).
     read_released_at: Option<tokio::time::Instant>,
     write_released_at: Option<tokio::time::Instant>,
@@ -287,7 +285,7 @@ impl<T> FramedLink<T> {
     /// `cx`). Messages handed out keep their bytes: they own a share of
     /// the allocation.
     fn poll_release(&mut self, cx: &mut Context<'_>) {
-        if !self.release_armed {
+        if self.release.is_none() {
             if !self.framed.read_buffer().is_empty() {
                 return;
             }
@@ -305,12 +303,7 @@ impl<T> FramedLink<T> {
                 self.release_buffers(now);
                 return;
             }
-            let deadline = now + RELEASE_AFTER;
-            match &mut self.release {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.release = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            self.release_armed = true;
+            self.release = Some(Box::pin(tokio::time::sleep_until(now + RELEASE_AFTER)));
         }
         let Some(timer) = &mut self.release else {
             return;
@@ -318,7 +311,7 @@ impl<T> FramedLink<T> {
         if timer.as_mut().poll(cx).is_pending() {
             return;
         }
-        self.release_armed = false;
+        self.release = None;
         self.release_buffers(tokio::time::Instant::now());
     }
 
