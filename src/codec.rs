@@ -42,10 +42,11 @@
 //!   verified in one pass, their hashes interleaved (faster: see
 //!   BENCHMARKS.md); the second is kept by the codec and returned by the
 //!   next call, whatever the buffer then holds.
-//! * The links of this crate hash the payload of a frame in progress while
-//!   they wait for the rest of it, so that only the rest is left to hash
-//!   when it is whole (the decoder keeps the running HMAC; such a frame is
-//!   verified alone). Nothing is delivered before the whole tag verifies.
+//! * The links of this crate hash the payload of a frame in progress (of
+//!   16 KiB or more) while they wait for the rest of it, so that only the
+//!   rest is left to hash when it is whole (the decoder keeps the running
+//!   HMAC; such a frame is verified alone). Nothing is delivered before
+//!   the whole tag verifies.
 //! * At end of input, leftover bytes of an incomplete frame are
 //!   [`LinkError::Truncated`], never a partial message.
 //!
@@ -193,6 +194,13 @@ impl DeferredTag {
 /// scratch measurement gained under 1.15x (nothing at 64 bytes), not worth
 /// holding a message back for.
 pub(crate) const PAIR_MIN_LEN: usize = 512;
+
+/// The shortest payload [`HmacFrameCodec::hash_ahead`] hashes ahead: one
+/// TLS record of plaintext. A shorter frame mostly arrives in one record,
+/// and of one that straddles two the bytes in hand are few; hashing them
+/// ahead would gain nothing and cost an allocation (the boxed state) each
+/// time a stream of small messages is read dry mid-frame.
+const HASH_AHEAD_MIN: usize = 16 * 1024;
 
 /// Bytes each of two interleaved HMAC computations takes in turn.
 const INTERLEAVE_STEP: usize = 128;
@@ -430,8 +438,9 @@ impl HmacFrameCodec {
     /// Hashes the part of the frame in progress that `src` (the read
     /// buffer the decoder is given) holds, so that the decoder has only
     /// the rest to hash when the frame is whole: a link calls this when it
-    /// has read everything there is and would otherwise wait idle. Frames
-    /// hashed ahead are verified alone, never paired. Nothing is hashed
+    /// has read everything there is and would otherwise wait idle. Only
+    /// frames of [`HASH_AHEAD_MIN`] bytes or more; they are then verified
+    /// alone, never paired. Nothing is hashed
     /// ahead for the first frame during a key rotation (it is tried against
     /// each key in turn). The caller must not change the bytes `src` holds
     /// before the next `decode`, only append to them.
@@ -439,7 +448,7 @@ impl HmacFrameCodec {
         let ReadState::Body { payload_len } = self.read else {
             return;
         };
-        if !self.candidates.is_empty() {
+        if payload_len < HASH_AHEAD_MIN || !self.candidates.is_empty() {
             return;
         }
         let available = src.len().min(payload_len);

@@ -806,3 +806,39 @@ fn the_decoder_makes_room_for_the_rest_of_a_frame_up_to_256_kib_ahead() {
     let spare = buf.capacity() - buf.len();
     assert!(spare >= room, "room for {spare} bytes, {room} needed");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Frames long enough to be hashed ahead while they arrive (16 KiB and
+    /// more; `feed` hashes ahead after every other read, as a link does
+    /// when read dry): valid ones decode exactly, and a flipped bit
+    /// anywhere in a payload or tag is `InvalidHmac` with nothing of that
+    /// frame delivered, at any chunking.
+    #[test]
+    fn frames_hashed_ahead_verify_exactly(
+        frames in prop::collection::vec((16_384usize..40_000, any::<u8>(), 0u8..3, any::<prop::sample::Index>()), 1..4),
+        chunks in prop::collection::vec(1usize..20_000, 1..6),
+    ) {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        let mut forged = false;
+        for (len, fill, damage, at) in frames {
+            let payload: Vec<u8> = (0..len).map(|i| fill ^ (i as u8)).collect();
+            let mut frame = reference_frame(KEY, &payload);
+            match damage {
+                1 => frame[LENGTH_LEN + at.index(len)] ^= 1,
+                2 => frame[LENGTH_LEN + len + at.index(TAG_LEN)] ^= 1,
+                _ if !forged => expected.push(Bytes::from(payload)),
+                _ => {}
+            }
+            forged |= damage != 0;
+            wire.extend_from_slice(&frame);
+        }
+        let mut codec = HmacFrameCodec::new(KEY);
+        let Fed { decoded, outcome } = feed(&mut codec, &wire, &chunks);
+        prop_assert_eq!(decoded, expected);
+        prop_assert_eq!(forged, matches!(outcome, Some(LinkError::InvalidHmac)));
+        prop_assert!(forged || outcome.is_none(), "{:?}", outcome);
+    }
+}
