@@ -4,6 +4,8 @@
 //! is connected and quiet, after a small and after a large exchange.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use secure_link::benchmark::{
@@ -149,13 +151,7 @@ fn on_one_link<R>(
     let mut ends = None;
     let counted = allocation_counter::measure(|| {
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("address");
-            let (client_io, accepted) =
-                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-            let (client_io, server_io) = (client_io.expect("connect"), accepted.expect("accept").0);
+            let (client_io, server_io) = common::tcp_pair().await;
             let (client, server) = tokio::join!(
                 connector.connect("localhost", client_io),
                 acceptor.accept(server_io)

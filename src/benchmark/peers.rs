@@ -219,7 +219,9 @@ where
     S: OverEnd + Send + 'static,
     S::Output: Send + 'static,
 {
-    let (client_io, server_io) = std_tcp_pair()?;
+    let (client_io, server_io) = tcp_pair().await?;
+    // Out of this runtime's reactor, into the server thread's.
+    let server_io = server_io.into_std()?;
     let (done, served) = tokio::sync::oneshot::channel();
     let server_setup = setup.clone();
     std::thread::Builder::new()
@@ -238,27 +240,13 @@ where
             // The client may have given up already; nothing to tell.
             let _ = done.send(outcome);
         })?;
-    let io = tokio::net::TcpStream::from_std(client_io)?;
-    let outcome = on_client_end(setup, peer, max, io, client).await;
+    let outcome = on_client_end(setup, peer, max, client_io, client).await;
     let served = served
         .await
         .map_err(|_| LinkError::Io(std::io::Error::other("the server thread panicked")))?;
     let output = outcome?;
     served?;
     Ok(output)
-}
-
-/// A connected pair of blocking-API TCP sockets over 127.0.0.1, Nagle off
-/// and non-blocking, for runtimes to adopt: client end, server end.
-fn std_tcp_pair() -> Result<(std::net::TcpStream, std::net::TcpStream), LinkError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let client = std::net::TcpStream::connect(listener.local_addr()?)?;
-    let (server, _) = listener.accept()?;
-    for end in [&client, &server] {
-        end.set_nodelay(true)?;
-        end.set_nonblocking(true)?;
-    }
-    Ok((client, server))
 }
 
 /// The TLS configurations `peer` runs on: tokio-rustls' defaults for P3,
