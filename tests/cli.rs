@@ -491,7 +491,8 @@ fn assert_positive_cells(row: &str, skip: usize, count: usize) {
 }
 
 /// `bench --scenario latency`: p50/p99/max per peer and ours against P1
-/// and P2b, for each size.
+/// and P2b, for each size; by default the server end on a thread of its
+/// own.
 #[test]
 fn bench_measures_request_response_latency() {
     let table = bench_table(&[
@@ -506,6 +507,10 @@ fn bench_measures_request_response_latency() {
         "--size",
         "1024",
     ]);
+    assert!(
+        table.contains("the server on a thread of its own"),
+        "{table}"
+    );
     for size in ["64 B", "1 KiB"] {
         assert_positive_cells(row(&table, size), 2, 13);
     }
@@ -587,9 +592,18 @@ fn bench_plots_svg_charts() {
         "64",
         "--size",
         "1024",
+        "--ends",
+        "together",
         "--plot",
         &dir,
     ]);
+    assert!(
+        stdout.contains("both ends on one current-thread runtime"),
+        "{stdout}"
+    );
+    for size in ["64 B", "1 KiB"] {
+        assert_positive_cells(row(&stdout, size), 2, 13);
+    }
     let chart = ws.path("charts").join("latency.svg");
     assert!(
         stdout.contains(&format!("chart: {}", chart.display())),
