@@ -95,18 +95,18 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
     let mut framed = Framed::with_capacity(io, codec, IDLE_READ_BUFFER);
     *framed.write_buffer_mut() = BytesMut::new();
     framed.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
+    let idle_read_at = framed.read_buffer().as_ptr().addr();
     FramedLink {
         framed,
         held: None,
         deferred: None,
         answering: false,
         held_answers: false,
-        idle_read_at: 0,
+        idle_read_at,
         release: None,
         read_released_at: None,
         write_released_at: None,
     }
-    .with_fresh_read_buffer()
 }
 
 /// [`Framed`] with [`HmacFrameCodec`], except that a message of at least
@@ -139,12 +139,6 @@ pub(crate) struct FramedLink<T> {
 }
 
 impl<T> FramedLink<T> {
-    /// Notes the read buffer's allocation as the idle one.
-    fn with_fresh_read_buffer(mut self) -> Self {
-        self.idle_read_at = self.framed.read_buffer().as_ptr().addr();
-        self
-    }
-
     pub(crate) fn get_ref(&self) -> &T {
         self.framed.get_ref()
     }
@@ -184,13 +178,22 @@ impl<T> FramedLink<T> {
         if !defer || item.len() < DEFER_TAG_MIN {
             return Pin::new(&mut self.framed).start_send(item);
         }
-        // The codec and the write buffer both live in `framed`: take the
-        // buffer out for the moment (no copy, no allocation).
-        let mut buffer = std::mem::take(self.framed.write_buffer_mut());
-        let deferred = self.framed.codec_mut().encode_deferred(item, &mut buffer);
-        *self.framed.write_buffer_mut() = buffer;
-        self.deferred = Some(Box::new(deferred?));
+        let deferred = self.encode_with(|codec, buffer| codec.encode_deferred(item, buffer))?;
+        self.deferred = Some(Box::new(deferred));
         Ok(())
+    }
+
+    /// Runs `encode` with the codec and the write buffer, which both live
+    /// in `framed`: the buffer is taken out for the moment (no copy, no
+    /// allocation).
+    fn encode_with<R>(
+        &mut self,
+        encode: impl FnOnce(&mut HmacFrameCodec, &mut BytesMut) -> R,
+    ) -> R {
+        let mut buffer = std::mem::take(self.framed.write_buffer_mut());
+        let encoded = encode(self.framed.codec_mut(), &mut buffer);
+        *self.framed.write_buffer_mut() = buffer;
+        encoded
     }
 
     /// Appends the tag of the frame whose payload went ahead, if any.
@@ -216,16 +219,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
         let answers = std::mem::take(&mut this.answering);
         match this.held.take() {
             Some(first) => {
-                // The codec and the write buffer both live in `framed`:
-                // take the buffer out for the moment (no copy, no
-                // allocation).
-                let mut buffer = std::mem::take(this.framed.write_buffer_mut());
-                let encoded = this
-                    .framed
-                    .codec_mut()
-                    .encode_pair(&first, &item, &mut buffer);
-                *this.framed.write_buffer_mut() = buffer;
-                encoded
+                this.encode_with(|codec, buffer| codec.encode_pair(&first, &item, buffer))
             }
             None if (PAIR_MIN_LEN..=PAIR_MAX_HOLD).contains(&item.len()) => {
                 this.held = Some(item);
