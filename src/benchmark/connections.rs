@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -91,8 +91,8 @@ pub async fn fan_in(
             elapsed: last - first,
             bytes,
             messages: (clients * per_client) as u64,
+            cpu,
         },
-        cpu,
         probe,
     })
 }
@@ -103,23 +103,13 @@ const PROBE_SIZE: usize = 64;
 /// One run of [`fan_in`].
 #[derive(Clone, Debug)]
 pub struct FanIn {
-    /// The load: all clients' messages, first handed over to last received.
+    /// The load: all clients' messages, first handed over to last
+    /// received; its CPU time is the whole process's (both ends of every
+    /// connection, and the probe) from the start of the load to its end.
     pub sample: Sample,
-    /// CPU time the whole process (both ends of every connection, and the
-    /// probe) spent from the start of the load to its end (on Linux;
-    /// `None` elsewhere).
-    pub cpu: Option<Duration>,
     /// Round trips of 64 B on one more connection of the same peer,
     /// timed one after the other while the load runs.
     pub probe: Latency,
-}
-
-impl FanIn {
-    /// CPU time per message of the load.
-    pub fn cpu_per_message(&self) -> Option<Duration> {
-        let messages = u32::try_from(self.sample.messages.max(1)).ok()?;
-        self.cpu.map(|cpu| cpu / messages)
-    }
 }
 
 /// One connection's part: wait for the others, then pump.

@@ -14,7 +14,9 @@ use super::{Mode, Peer, Sample, Setup, Transport};
 use crate::LinkError;
 
 /// Sends `count` messages of `size` bytes client → server with `peer` over
-/// `transport` and times it (the handshake is not timed). Must run on a
+/// `transport` and times it (the handshake is not timed), with the CPU
+/// time the process spent meanwhile (both ends; it also counts spawning
+/// the receiver and allocating the message, microseconds). Must run on a
 /// multi-threaded runtime so both ends get a core.
 ///
 /// # Errors
@@ -54,12 +56,17 @@ impl OverLink for Pump {
         E2: Send + 'static,
         LinkError: From<E1> + From<E2>,
     {
+        let cpu_before = super::cpu_time();
         let (started, finished, bytes) =
             pump_from(client, server, self.mode, self.size, self.count, None).await?;
+        let cpu = cpu_before
+            .zip(super::cpu_time())
+            .map(|(before, after)| after.saturating_sub(before));
         Ok(Sample {
             elapsed: finished - started,
             bytes,
             messages: self.count as u64,
+            cpu,
         })
     }
 }

@@ -60,7 +60,9 @@ pub(super) async fn run(
                     let run = fan_in(setup, peer, clients, size, per_client).await?;
                     let case = (size, clients, peer);
                     samples.entry(case).or_default().push(run.sample);
-                    cpu.entry(case).or_default().extend(run.cpu_per_message());
+                    cpu.entry(case)
+                        .or_default()
+                        .extend(run.sample.cpu_per_message());
                     probes
                         .entry(case)
                         .or_default()

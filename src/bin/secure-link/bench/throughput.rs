@@ -128,6 +128,39 @@ pub(super) async fn run(
             );
         }
         outln!();
+        outln!("{mode:?}: CPU per payload byte (ns, both ends) x cores busy (CPU time / elapsed)");
+        outln!(
+            "{:>9} {:>14} {:>14} {:>14} {:>14} {:>14}",
+            "size",
+            "ours",
+            "P1",
+            "P2",
+            "P2b",
+            "P3"
+        );
+        for &size in sizes {
+            let cpu = |peer| {
+                let sample = samples
+                    .get(&(mode, size, peer))
+                    .and_then(|runs| median(runs))?;
+                Some(format!(
+                    "{:.3} x {:.2}",
+                    sample.cpu_ns_per_byte()?,
+                    sample.cores_busy()?
+                ))
+            };
+            let cells = Peer::ALL.map(|peer| cpu(peer).unwrap_or_else(|| "-".into()));
+            outln!(
+                "{:>9} {:>14} {:>14} {:>14} {:>14} {:>14}",
+                human(size),
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4]
+            );
+        }
+        outln!();
     }
     let charts = modes
         .iter()
