@@ -22,8 +22,11 @@
 //!   arrives, the decoder asks for room for the rest of it and for one more
 //!   frame of the same size (so that two whole frames can be verified
 //!   together, see below), but never more than the larger of 256 KiB and
-//!   the bytes it holds beyond them. When that needs a larger allocation,
-//!   the decoder makes a fresh one of exactly that size (not
+//!   the bytes it holds beyond them. It moves to a larger allocation only
+//!   when less than 16 KiB, or less than the rest of the frame, is left
+//!   (so the bytes held are copied about once per frame however small the
+//!   reads; otherwise it only reclaims consumed space in place). The
+//!   decoder then makes a fresh allocation of exactly that size (not
 //!   `BytesMut::reserve`, which counts consumed bytes and doubles the
 //!   whole allocation), so the read buffer's real allocation is at most
 //!   twice the bytes it holds plus 256 KiB when it grows: it follows what
@@ -94,6 +97,15 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// for the frame in progress and the next one. Bounds what a length prefix
 /// alone can make a receiver allocate.
 const MAX_RESERVE_AHEAD: usize = 256 * 1024;
+
+/// The decoder lets its read buffer move to a fresh allocation only when
+/// less room than this (or than the rest of the frame in progress) is
+/// left: about one TLS record's plaintext, so reads stay large, while
+/// each allocation at least doubles the room of the last one for a large
+/// frame (the bytes held are copied about once per frame, however small
+/// the reads; `a_large_frame_read_in_small_pieces_is_copied_a_bounded_number_of_times`
+/// in tests/codec.rs).
+const READ_ROOM: usize = 16 * 1024;
 
 /// The smallest fresh allocation the decoder makes for its read buffer, and
 /// the initial capacity of the read buffers of this crate's links: reads
@@ -764,7 +776,17 @@ impl Decoder for HmacFrameCodec {
             let ahead = missing
                 .saturating_add(next)
                 .min(MAX_RESERVE_AHEAD.max(src.len()));
-            grow_read_buffer(src, ahead);
+            let room = src.capacity() - src.len();
+            if room < missing.min(READ_ROOM) {
+                grow_read_buffer(src, ahead);
+            } else if room < ahead {
+                // Enough room to go on reading: only reclaim the space of
+                // bytes consumed, if that needs no allocation. Allocating
+                // here, at every read, would copy everything held each
+                // time once `ahead` grows with what is held: quadratic
+                // in the frame for a reader that keeps up with its peer.
+                let _reclaimed = src.try_reclaim(ahead);
+            }
             return Ok(None);
         }
 

@@ -204,6 +204,70 @@ fn read_buffer_grows_in_bounded_steps_for_a_large_declared_frame() {
     }
 }
 
+/// Reads like `Framed` over TLS when the reader keeps up with the sender:
+/// `read` bytes at a time into the buffer's spare room (one byte reserved
+/// first when it has none), decoding after every read. Returns the
+/// payload lengths (each payload dropped at once, as an application does)
+/// and the bytes the buffer's contents were moved by (to a fresh
+/// allocation, or to the front of the same one), outside the calls that
+/// delivered a frame.
+fn bytes_moved_reading(wire: &[u8], read: usize) -> (Vec<usize>, usize) {
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::new();
+    let (mut payloads, mut moved) = (Vec::new(), 0);
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let before = buf.as_ptr();
+        buf.reserve(1);
+        if buf.as_ptr() != before {
+            moved += buf.len();
+        }
+        let n = rest.len().min(read).min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        loop {
+            let (at, held) = (buf.as_ptr(), buf.len());
+            match codec.decode(&mut buf).unwrap() {
+                Some(payload) => payloads.push(payload.len()),
+                None => {
+                    if buf.as_ptr() != at {
+                        moved += held;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    (payloads, moved)
+}
+
+#[test]
+fn a_large_frame_read_in_small_pieces_is_copied_a_bounded_number_of_times() {
+    // Two 1 MiB frames and two 64 KiB ones, arriving 4 KiB at a time (what
+    // rustls hands over when the reader has caught up with the sender).
+    let wire = encode_all(
+        &mut HmacFrameCodec::new(KEY),
+        &[
+            &[1u8; 1 << 20],
+            &[2u8; 1 << 20],
+            &[3u8; 64 << 10],
+            &[4u8; 64 << 10],
+        ],
+    );
+    for read in [4096, 441, 16 * 1024 + 5] {
+        let (payloads, moved) = bytes_moved_reading(&wire, read);
+        assert_eq!(payloads, [1 << 20, 1 << 20, 64 << 10, 64 << 10]);
+        println!("{read}-byte reads: {moved} bytes moved for {}", wire.len());
+        // Growth at least doubles the room, so each frame's bytes are
+        // moved about once: at most twice the wire in all.
+        assert!(
+            moved <= 2 * wire.len(),
+            "{moved} bytes moved to receive {} in {read}-byte reads",
+            wire.len()
+        );
+    }
+}
+
 #[test]
 fn the_first_frame_has_its_own_smaller_limit_until_a_tag_verifies() {
     let limited = || HmacFrameCodec::new(KEY).with_max_first_frame_len(600);
@@ -796,9 +860,22 @@ fn the_decoder_makes_room_for_the_rest_of_a_frame_up_to_256_kib_ahead() {
         "room for {spare} bytes, {room} expected"
     );
 
-    // A buffer with some room already, but not enough: it grows.
+    // A buffer with room for the rest of the frame, not for the next: it
+    // stays where it is (reads go on; moving it at every read would copy
+    // everything held each time).
     let mut codec = HmacFrameCodec::new(KEY);
     let mut buf = BytesMut::with_capacity(2000);
+    buf.put_u32(1000);
+    buf.extend_from_slice(&[0u8; 900]);
+    let at = buf.as_ptr();
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    assert_eq!(buf.as_ptr(), at.wrapping_add(LENGTH_LEN));
+    assert_eq!(buf.capacity() - buf.len(), 2000 - 904);
+
+    // Without room for the rest of the frame: it grows, for the rest and
+    // the next.
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::with_capacity(920);
     buf.put_u32(1000);
     buf.extend_from_slice(&[0u8; 900]);
     assert_eq!(codec.decode(&mut buf).unwrap(), None);
