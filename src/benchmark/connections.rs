@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use tokio::sync::Barrier;
 
-use super::latency::{Beside, Echo, Latency};
+use super::latency::{Beside, Echo, Latency, Timer};
 use super::peers::{LinkEnd, OverLink, run_over};
 use super::throughput::pump_from;
 use super::{Mode, Peer, Sample, Setup, tcp_pair};
@@ -40,14 +40,14 @@ pub async fn fan_in(
     let stop = Arc::new(AtomicBool::new(false));
     let probe = {
         let (client, server) = tcp_pair().await?;
-        let echo = Echo {
+        let echo = Echo(Timer {
             size: PROBE_SIZE,
             count: 0,
             beside: Some(Beside {
                 start: start.clone(),
                 stop: stop.clone(),
             }),
-        };
+        });
         let setup = setup.clone();
         tokio::spawn(async move { run_over(&setup, peer, 1024, client, server, echo).await })
     };
@@ -76,9 +76,7 @@ pub async fn fan_in(
         last_finish = Some(last_finish.map_or(finished, |t| t.max(finished)));
         bytes += moved;
     }
-    let cpu = cpu_before
-        .zip(super::cpu_time())
-        .map(|(before, after)| after.saturating_sub(before));
+    let cpu = super::cpu_since(cpu_before);
     stop.store(true, Ordering::Release);
     let probe = probe
         .await

@@ -85,35 +85,20 @@ pub async fn round_trips(
     count: usize,
 ) -> Result<Latency, LinkError> {
     let max = size.max(1024);
+    let timer = Timer {
+        size,
+        count,
+        beside: None,
+    };
     match ends {
-        Ends::Together => {
-            let echo = Echo {
-                size,
-                count,
-                beside: None,
-            };
-            run_on(setup, peer, transport, max, echo).await
-        }
-        Ends::Apart => {
-            let timer = Timer {
-                size,
-                count,
-                beside: None,
-            };
-            run_apart(setup, peer, max, timer, Echoer).await
-        }
+        Ends::Together => run_on(setup, peer, transport, max, Echo(timer)).await,
+        Ends::Apart => run_apart(setup, peer, max, timer, Echoer).await,
     }
 }
 
-/// Round trips of `size` bytes with both ends here: the client sends, the
-/// server echoes.
-pub(super) struct Echo {
-    pub(super) size: usize,
-    /// Round trips timed (after the warm-up), unless `beside` says when
-    /// to stop.
-    pub(super) count: usize,
-    pub(super) beside: Option<Beside>,
-}
+/// Round trips timed by the client's half with both ends here: the
+/// client sends, the server echoes.
+pub(super) struct Echo(pub(super) Timer);
 
 /// A probe running beside a load: it starts timing when the load starts
 /// and stops when told.
@@ -137,12 +122,7 @@ impl OverLink for Echo {
         LinkError: From<E1> + From<E2>,
     {
         let echo = tokio::spawn(echo(server));
-        let timer = Timer {
-            size: self.size,
-            count: self.count,
-            beside: self.beside,
-        };
-        let timed = timer.run(client).await;
+        let timed = self.0.run(client).await;
         let _ = echo.await;
         timed
     }
@@ -178,11 +158,14 @@ where
     }
 }
 
-/// The client's half: sends a request, waits for its echo, times the two.
-struct Timer {
-    size: usize,
-    count: usize,
-    beside: Option<Beside>,
+/// The client's half: sends a request of `size` bytes, waits for its
+/// echo, times the two.
+pub(super) struct Timer {
+    pub(super) size: usize,
+    /// Round trips timed (after the warm-up), unless `beside` says when
+    /// to stop.
+    pub(super) count: usize,
+    pub(super) beside: Option<Beside>,
 }
 
 impl OverEnd for Timer {

@@ -8,13 +8,12 @@
 //! counting allocator the caller installs) can tell the two apart; the
 //! resident set of the process covers both.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use std::future::Future;
-
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -123,7 +122,7 @@ pub const SETTLE: Duration = Duration::from_millis(1200);
 
 /// Keeps every end of `held` waiting for its next message for `settle`
 /// (polled at least once), then hands them back.
-async fn settle(mut held: Held, settle: Duration) -> Result<Held, LinkError> {
+async fn settle(mut held: Held, settle: Duration) -> Held {
     let mut timer = std::pin::pin!(tokio::time::sleep(settle));
     std::future::poll_fn(|cx| {
         for end in held.iter_mut() {
@@ -132,10 +131,10 @@ async fn settle(mut held: Held, settle: Duration) -> Result<Held, LinkError> {
         timer.as_mut().poll(cx)
     })
     .await;
-    Ok(held)
+    held
 }
 
-type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Held, LinkError>>>>;
+type Work = std::pin::Pin<Box<dyn Future<Output = Result<Held, LinkError>>>>;
 
 /// One side's thread: runs its work on a current-thread runtime (under the
 /// meter), reports, and keeps the ends until dropped.
@@ -238,7 +237,7 @@ async fn serve_all(
         let end = step("server exchange", accept_one(&setup, peer, io, max)).await?;
         held.push(end);
     }
-    settle(held, wait).await
+    Ok(settle(held, wait).await)
 }
 
 async fn connect_all(
@@ -261,7 +260,7 @@ async fn connect_all(
         .await?;
         held.push(end);
     }
-    settle(held, wait).await
+    Ok(settle(held, wait).await)
 }
 
 /// The server end of `peer` on `io`, after echoing one message.

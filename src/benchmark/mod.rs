@@ -201,6 +201,14 @@ pub(crate) fn cpu_time() -> Option<Duration> {
     None
 }
 
+/// CPU time this process has spent since `before` (a reading of
+/// [`cpu_time`]), all its threads; `None` where there is no such clock.
+pub(crate) fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    before
+        .zip(cpu_time())
+        .map(|(before, now)| now.saturating_sub(before))
+}
+
 /// The duplex buffer of [`Transport::Duplex`].
 pub(crate) const DUPLEX_BUFFER: usize = 1024 * 1024;
 

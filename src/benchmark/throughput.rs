@@ -59,9 +59,7 @@ impl OverLink for Pump {
         let cpu_before = super::cpu_time();
         let (started, finished, bytes) =
             pump_from(client, server, self.mode, self.size, self.count, None).await?;
-        let cpu = cpu_before
-            .zip(super::cpu_time())
-            .map(|(before, after)| after.saturating_sub(before));
+        let cpu = super::cpu_since(cpu_before);
         Ok(Sample {
             elapsed: finished - started,
             bytes,
