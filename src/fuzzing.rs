@@ -82,6 +82,10 @@ pub struct Fed {
     pub decoded: Vec<Bytes>,
     /// The error it ended with, if any (at end of input: `decode_eof`).
     pub outcome: Option<LinkError>,
+    /// Bytes held that had to move before the next read (to a fresh
+    /// allocation, or to the front of the same one): what the decoder's
+    /// growth of the read buffer copied, and `Framed`'s room for one byte.
+    pub moved: usize,
 }
 
 /// Feeds `wire` to `codec` as `Framed` reads a stream: each read reserves
@@ -102,8 +106,11 @@ pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
     let mut most_held = 0;
     let mut fed = 0;
     let mut reads_done = 0usize;
+    let mut moved = 0;
     'feed: while fed < wire.len() {
+        let (at, held) = (buf.as_ptr(), buf.len());
         buf.reserve(1);
+        moved += moved_by(&buf, at, held);
         let n = sizes
             .next()
             .unwrap_or(1)
@@ -115,9 +122,11 @@ pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
         most_held = most_held.max(buf.len());
         reads_done += 1;
         loop {
+            let (at, held) = (buf.as_ptr(), buf.len());
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => decoded.push(frame),
                 Ok(None) => {
+                    moved += moved_by(&buf, at, held);
                     if reads_done.is_multiple_of(2) {
                         codec.hash_ahead(&buf);
                     }
@@ -147,7 +156,24 @@ pub fn feed(codec: &mut HmacFrameCodec, wire: &[u8], reads: &[usize]) -> Fed {
             }
         }
     }
-    Fed { decoded, outcome }
+    Fed {
+        decoded,
+        outcome,
+        moved,
+    }
+}
+
+/// The bytes `buf` moved, given where it started (`at`) and what it held
+/// before a call that may only consume bytes from the front or move them:
+/// consuming advances the start by what it took; anything else moved all
+/// that was held.
+fn moved_by(buf: &BytesMut, at: *const u8, held: usize) -> usize {
+    let consumed = held.saturating_sub(buf.len());
+    if buf.as_ptr() == at.wrapping_add(consumed) {
+        0
+    } else {
+        held
+    }
 }
 
 /// Feeds `input` to an [`HmacFrameCodec`] and checks it against the
@@ -193,7 +219,9 @@ pub fn check_decoder(input: &[u8]) {
     wire.extend_from_slice(rest);
     let (expected, ending) = reference(&wire, max, first_max);
 
-    let Fed { decoded, outcome } = feed(&mut codec, &wire, &[chunk]);
+    let Fed {
+        decoded, outcome, ..
+    } = feed(&mut codec, &wire, &[chunk]);
 
     assert_eq!(decoded.len(), expected.len(), "frames decoded ({ending:?})");
     for (got, want) in decoded.iter().zip(&expected) {
