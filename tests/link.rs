@@ -1098,3 +1098,54 @@ async fn a_frame_in_progress_survives_the_release_timer_of_a_busy_link() {
     sent.unwrap();
     assert_eq!(got.unwrap().unwrap(), big(3));
 }
+
+/// A link that has read everything there is of a large frame hashes that
+/// part while it waits for the rest (the codec's `Debug` shows how much),
+/// and the frame still arrives whole and verified; a frame under 16 KiB is
+/// not hashed ahead. The peer is plain tokio-rustls writing the frame in
+/// two parts, so what the link has read when it waits is exact.
+#[tokio::test]
+async fn a_link_hashes_the_part_of_a_large_frame_it_has_while_it_waits() {
+    use futures::FutureExt;
+    use tokio_util::codec::Encoder;
+
+    for (len, first_part, ahead) in [
+        (64 * 1024, 40_004, "hashed_ahead: Some(40000)"),
+        (16 * 1024 - 1, 10_004, "hashed_ahead: None"),
+    ] {
+        let payload = Bytes::from((0..len).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+        let mut frame = bytes::BytesMut::new();
+        HmacFrameCodec::new(KEY)
+            .encode(payload.clone(), &mut frame)
+            .unwrap();
+        let pki = pki();
+        let connector = SecureConnector::new(&pki.ca_pem, KEY).unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(
+            tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap(),
+        );
+        let (client_io, server_io) = tokio::io::duplex(256 * 1024);
+        let (written, first_written) = tokio::sync::oneshot::channel();
+        let (go_on, rest_wanted) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let mut server = tls.accept(server_io).await.unwrap();
+            server.write_all(&frame[..first_part]).await.unwrap();
+            server.flush().await.unwrap();
+            written.send(()).unwrap();
+            rest_wanted.await.unwrap();
+            server.write_all(&frame[first_part..]).await.unwrap();
+            server.flush().await.unwrap();
+            server
+        });
+        let mut client = connector.connect("localhost", client_io).await.unwrap();
+        first_written.await.unwrap();
+        // Everything written is in the pipe: one poll reads it all and
+        // waits for the rest.
+        assert!(client.next().now_or_never().is_none());
+        let debug = format!("{client:?}");
+        assert!(debug.contains(ahead), "{len}: {debug}");
+        go_on.send(()).unwrap();
+        assert_eq!(client.next().await.unwrap().unwrap(), payload, "{len}");
+        assert!(format!("{client:?}").contains("hashed_ahead: None"));
+        drop(server.await.unwrap());
+    }
+}
