@@ -308,21 +308,42 @@ fn bench_runs_only_the_peers_asked_for() {
     let stdout = quick_bench(&[
         "--peer", "p2", "--peer", "ours", "--peer", "p2", "--size", "1024",
     ]);
-    let row = row(&stdout, "1 KiB");
+    let rates = row(&stdout, "1 KiB");
     // size (2 words), ours MB/s, ours msg/s, P1, P2, P2b, P3, ours/P1,
     // ours/P2, ours/P2b, ours/P3
-    let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
-    assert_eq!(cells.len(), 10, "{row}");
+    let cells: Vec<&str> = rates.split_whitespace().skip(2).collect();
+    assert_eq!(cells.len(), 10, "{rates}");
     let ran = |cell: &str| cell.parse::<f64>().is_ok_and(|v| v > 0.0);
-    assert!(ran(cells[0]) && ran(cells[1]), "ours did not run: {row}");
+    assert!(ran(cells[0]) && ran(cells[1]), "ours did not run: {rates}");
     assert_eq!(
         (cells[2], cells[4], cells[5]),
         ("-", "-", "-"),
-        "P1, P2b or P3 ran: {row}"
+        "P1, P2b or P3 ran: {rates}"
     );
-    assert!(ran(cells[3]), "P2 did not run: {row}");
-    assert_eq!((cells[6], cells[8], cells[9]), ("-", "-", "-"), "{row}");
-    assert!(ran(cells[7]), "no ours/P2 ratio: {row}");
+    assert!(ran(cells[3]), "P2 did not run: {rates}");
+    assert_eq!((cells[6], cells[8], cells[9]), ("-", "-", "-"), "{rates}");
+    assert!(ran(cells[7]), "no ours/P2 ratio: {rates}");
+
+    // The CPU table below it: "ns/B x cores" for ours and P2 only.
+    let cpu = stdout
+        .find("CPU per payload byte")
+        .map(|at| &stdout[at..])
+        .unwrap_or_else(|| panic!("no CPU table:\n{stdout}"));
+    let cpu_row = row(cpu, "1 KiB");
+    let cells: Vec<&str> = cpu_row.split_whitespace().skip(2).collect();
+    let shape: Vec<&str> = cells
+        .iter()
+        .map(|&cell| match cell {
+            "-" | "x" => cell,
+            _ if ran(cell) => "n",
+            _ => "?",
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        ["n", "x", "n", "-", "n", "x", "n", "-", "-"],
+        "{cpu_row}"
+    );
 }
 
 /// `send --handshake-timeout` against a listener that accepts TCP and then
