@@ -346,6 +346,25 @@ fn bench_runs_only_the_peers_asked_for() {
     );
 }
 
+/// `bench --scenario throughput --ends together`: both ends on one
+/// current-thread runtime (what an instruction count under callgrind
+/// needs to repeat), said in the heading; every peer asked for ran.
+#[test]
+fn bench_runs_throughput_with_both_ends_on_one_thread() {
+    let stdout = quick_bench(&[
+        "--ends", "together", "--peer", "ours", "--peer", "p2b", "--size", "64",
+    ]);
+    assert!(
+        stdout.contains("both ends on one current-thread runtime"),
+        "{stdout}"
+    );
+    let cells: Vec<&str> = row(&stdout, "64 B").split_whitespace().collect();
+    let ran = |cell: &str| cell.parse::<f64>().is_ok_and(|v| v > 0.0);
+    // size (2 words), ours MB/s, ours msg/s, P1, P2, P2b, ...
+    assert!(ran(cells[2]) && ran(cells[6]), "{stdout}");
+    assert!(quick_bench(&["--size", "64"]).contains("the ends on the multi-threaded runtime"));
+}
+
 /// `send --handshake-timeout` against a listener that accepts TCP and then
 /// says nothing: exit 1 naming the timeout, instead of hanging.
 #[test]

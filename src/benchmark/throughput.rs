@@ -16,8 +16,9 @@ use crate::LinkError;
 /// Sends `count` messages of `size` bytes client → server with `peer` over
 /// `transport` and times it (the handshake is not timed), with the CPU
 /// time the process spent meanwhile (both ends; it also counts spawning
-/// the receiver and allocating the message, microseconds). Must run on a
-/// multi-threaded runtime so both ends get a core.
+/// the receiver and allocating the message, microseconds). On a
+/// multi-threaded runtime each end can have a core; on a current-thread
+/// runtime they take turns, scheduled the same way every run.
 ///
 /// # Errors
 ///

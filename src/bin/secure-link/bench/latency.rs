@@ -8,7 +8,7 @@ use std::time::Duration;
 use secure_link::benchmark::{Ends, Latency, Peer, Setup, Transport, round_trips};
 
 use super::plot::{Chart, Series};
-use super::{Args, cell, human, progress};
+use super::{Args, cell, human, on_one_thread, progress};
 use crate::Error;
 
 /// The peers of the latency table: the ceiling, the careful hand-written
@@ -58,16 +58,10 @@ pub(super) async fn run(
                 // One current-thread runtime per case (see round_trips).
                 let setup = setup.clone();
                 let ends = Ends::from(args.ends);
-                let run = tokio::task::spawn_blocking(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    runtime
-                        .block_on(round_trips(&setup, peer, Transport::Tcp, ends, size, count))
-                        .map_err(Error::from)
+                let run = on_one_thread("a latency run", move || async move {
+                    round_trips(&setup, peer, Transport::Tcp, ends, size, count).await
                 })
-                .await
-                .map_err(|err| Error::msg(format!("a latency run failed: {err}")))??;
+                .await?;
                 all.entry((size, peer)).or_default().extend(run.round_trips);
                 progress.inc(1);
             }

@@ -9,6 +9,8 @@ mod memory;
 mod plot;
 mod throughput;
 
+use std::future::Future;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use secure_link::benchmark::{Peer, Setup, Transport};
 
@@ -36,6 +38,10 @@ pub(crate) struct Args {
     mode: throughput::ModeArg,
     /// Latency: the server end on a thread (and core) of its own, as
     /// between two nodes (apart), or both ends on one thread (together).
+    /// Throughput: the ends on the multi-threaded runtime (apart), or both
+    /// on one current-thread runtime (together): the CPU every message
+    /// costs with nothing overlapping, scheduled the same way every run,
+    /// so that an instruction count (callgrind) repeats.
     #[arg(long, value_enum, default_value_t = latency::EndsArg::Apart)]
     ends: latency::EndsArg,
     /// Interleaved rounds; the table shows medians.
@@ -138,6 +144,25 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Runs `job` on a current-thread runtime of its own, on a blocking
+/// thread: every task of the run on one thread, scheduled the same way
+/// every time. `what` names the run in an error.
+async fn on_one_thread<T, F, Fut>(what: &'static str, job: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, secure_link::LinkError>>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(job()).map_err(Error::from)
+    })
+    .await
+    .map_err(|err| Error::msg(format!("{what} failed: {err}")))?
 }
 
 /// Raises this process's descriptor limit as far as allowed and returns

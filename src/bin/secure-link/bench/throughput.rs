@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use secure_link::benchmark::{Mode, Peer, Sample, Setup, Transport, median, transfer};
 
+use super::latency::EndsArg;
 use super::plot::{Chart, Series};
-use super::{Args, cell, human, progress};
+use super::{Args, cell, human, on_one_thread, progress};
 use crate::Error;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -62,8 +63,19 @@ pub(super) async fn run(
             for &size in sizes {
                 for &peer in peers {
                     progress.set_message(format!("{mode:?} {size} B {peer}"));
-                    let sample =
-                        transfer(setup, peer, transport, mode, size, count_for(mode, size)).await?;
+                    let count = count_for(mode, size);
+                    let sample = match args.ends {
+                        EndsArg::Apart => {
+                            transfer(setup, peer, transport, mode, size, count).await?
+                        }
+                        EndsArg::Together => {
+                            let setup = setup.clone();
+                            on_one_thread("a throughput run", move || async move {
+                                transfer(&setup, peer, transport, mode, size, count).await
+                            })
+                            .await?
+                        }
+                    };
                     samples.entry((mode, size, peer)).or_default().push(sample);
                     progress.inc(1);
                 }
@@ -73,7 +85,11 @@ pub(super) async fn run(
     progress.finish_and_clear();
 
     outln!(
-        "secure-link bench, throughput: client -> server over {transport:?}, medians of {rounds} interleaved round(s)"
+        "secure-link bench, throughput: client -> server over {transport:?}, {}, medians of {rounds} interleaved round(s)",
+        match args.ends {
+            EndsArg::Apart => "the ends on the multi-threaded runtime",
+            EndsArg::Together => "both ends on one current-thread runtime",
+        }
     );
     outln!("ours: this crate; P1: tokio-rustls + LengthDelimitedCodec (no HMAC, same TLS config);");
     outln!(
