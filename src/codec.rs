@@ -79,6 +79,7 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{HmacKey, LinkError};
@@ -134,11 +135,16 @@ const FORMAT_MAX_FRAME_LEN: usize = {
 /// [`SecureConnector`](crate::SecureConnector) and
 /// [`SecureAcceptor`](crate::SecureAcceptor) do so over TLS for you.
 ///
-/// The codec keys HMAC-SHA256 once and clones the keyed state for each
-/// frame, so per-message cost is the hash of the payload and nothing else.
+/// The codec keys HMAC-SHA256 once and returns that state to its keyed
+/// form after each frame, so per-message cost is the hash of the payload
+/// and nothing else.
 #[derive(Clone)]
 pub struct HmacFrameCodec {
-    /// HMAC state keyed once; cloned per frame.
+    /// HMAC state keyed once. Every frame hashed alone is hashed in it
+    /// and finished with `finalize_reset` in the same call, which returns
+    /// it to the keyed state: between calls it is always keyed and
+    /// nothing else. States that must outlive a call (the second of a
+    /// pair, hashing ahead, a deferred tag) are clones.
     keyed: Hmac<Sha256>,
     /// Keys accepted besides `keyed` for the first frame received (a key
     /// rotation), keyed once too. Emptied when a frame verifies: the codec
@@ -397,10 +403,11 @@ impl HmacFrameCodec {
     /// [`max_frame_len`](Self::max_frame_len); nothing is written then.
     pub fn encode_slice(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), LinkError> {
         self.check_len(payload.len())?;
-        let mut mac = self.mac_for(Direction::Send, 0);
+        let mac = self.start_mac(Direction::Send);
         mac.update(payload);
+        let tag = mac.finalize_reset().into_bytes();
         dst.reserve(LENGTH_LEN + payload.len() + TAG_LEN);
-        put_frame(dst, payload, &mac.finalize().into_bytes());
+        put_frame(dst, payload, &tag);
         self.count_sent(1);
         Ok(())
     }
@@ -418,10 +425,12 @@ impl HmacFrameCodec {
     ) -> Result<(), LinkError> {
         self.check_len(first.len())?;
         self.check_len(second.len())?;
-        let (mut first_mac, mut second_mac) = self.two_macs(Direction::Send);
-        update_interleaved(&mut first_mac, first, &mut second_mac, second);
+        let mut second_mac = self.mac_for(Direction::Send, 1);
+        let first_mac = self.start_mac(Direction::Send);
+        update_interleaved(first_mac, first, &mut second_mac, second);
+        let first_tag = first_mac.finalize_reset().into_bytes();
         dst.reserve(2 * (LENGTH_LEN + TAG_LEN) + first.len() + second.len());
-        put_frame(dst, first, &first_mac.finalize().into_bytes());
+        put_frame(dst, first, &first_tag);
         put_frame(dst, second, &second_mac.finalize().into_bytes());
         self.count_sent(2);
         Ok(())
@@ -485,14 +494,34 @@ impl HmacFrameCodec {
         Ok(())
     }
 
-    /// The keyed MAC for the next frame in `direction`, with the
-    /// session-bound prefix (direction label and counter) already hashed.
+    /// The keyed state, ready for the next frame in `direction`: the
+    /// session-bound prefix (direction label and counter) hashed. The
+    /// caller must finish it with `finalize_reset` (or [`tag_matches`])
+    /// before it returns, whatever happens: see the `keyed` field.
+    #[inline]
+    fn start_mac(&mut self, direction: Direction) -> &mut Hmac<Sha256> {
+        if let Some(session) = &self.session {
+            let (dir, next) = match direction {
+                Direction::Send => (session.send_dir, session.sent),
+                Direction::Receive => (session.recv_dir, session.received),
+            };
+            self.keyed.update(dir);
+            self.keyed.update(&next.to_be_bytes());
+        }
+        &mut self.keyed
+    }
+
+    /// A clone of the keyed MAC for the frame `index_ahead` after the next
+    /// in `direction`, with the session-bound prefix (direction label and
+    /// counter) already hashed: for a state that outlives the call.
+    #[inline]
     fn mac_for(&self, direction: Direction, index_ahead: u64) -> Hmac<Sha256> {
         self.mac_with(&self.keyed, direction, index_ahead)
     }
 
     /// [`mac_for`](Self::mac_for) with another keyed state (a candidate
     /// key during a rotation).
+    #[inline]
     fn mac_with(
         &self,
         keyed: &Hmac<Sha256>,
@@ -511,12 +540,8 @@ impl HmacFrameCodec {
         mac
     }
 
-    /// The MACs of the next two frames in `direction`.
-    fn two_macs(&self, direction: Direction) -> (Hmac<Sha256>, Hmac<Sha256>) {
-        (self.mac_for(direction, 0), self.mac_for(direction, 1))
-    }
-
     /// The MAC of the next frame received over all of `payload`.
+    #[inline]
     fn received_mac(&self, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac_for(Direction::Receive, 0);
         mac.update(payload);
@@ -525,10 +550,15 @@ impl HmacFrameCodec {
 
     /// Checks the tag of the next frame received (constant-time
     /// comparison).
-    fn verify(&self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
-        self.received_mac(payload)
-            .verify_slice(tag)
-            .map_err(|_| LinkError::InvalidHmac)
+    #[inline]
+    fn verify(&mut self, payload: &[u8], tag: &[u8]) -> Result<(), LinkError> {
+        let mac = self.start_mac(Direction::Receive);
+        mac.update(payload);
+        if tag_matches(mac, tag) {
+            Ok(())
+        } else {
+            Err(LinkError::InvalidHmac)
+        }
     }
 
     /// Checks the first frame received against the primary key, then each
@@ -573,7 +603,7 @@ impl HmacFrameCodec {
     /// If a second whole frame of [`PAIR_MIN_LEN`] bytes or more follows
     /// the first (whose payload, also that long, is `src[..payload_len]`),
     /// verifies both in one pass, interleaved.
-    fn verify_pair(&self, src: &[u8], payload_len: usize) -> PairCheck {
+    fn verify_pair(&mut self, src: &[u8], payload_len: usize) -> PairCheck {
         if payload_len < PAIR_MIN_LEN {
             return PairCheck::NoPair;
         }
@@ -594,18 +624,16 @@ impl HmacFrameCodec {
             return PairCheck::NoPair;
         }
         let (second_payload, second_tag) = second[LENGTH_LEN..second_end].split_at(second_len);
-        let (mut first_mac, mut second_mac) = self.two_macs(Direction::Receive);
+        let mut second_mac = self.mac_for(Direction::Receive, 1);
+        let first_mac = self.start_mac(Direction::Receive);
         update_interleaved(
-            &mut first_mac,
+            first_mac,
             &src[..payload_len],
             &mut second_mac,
             second_payload,
         );
         // Constant-time comparisons, each tag on its own.
-        if first_mac
-            .verify_slice(&src[payload_len..first_end])
-            .is_err()
-        {
+        if !tag_matches(first_mac, &src[payload_len..first_end]) {
             PairCheck::FirstInvalid
         } else if second_mac.verify_slice(second_tag).is_err() {
             PairCheck::FirstOnly
@@ -676,6 +704,13 @@ fn grow_read_buffer(src: &mut BytesMut, ahead: usize) {
     *src = fresh;
 }
 
+/// Finishes `mac`, returning it to its keyed state, and compares its tag
+/// with `tag` in constant time (a `tag` of another length never matches).
+fn tag_matches(mac: &mut Hmac<Sha256>, tag: &[u8]) -> bool {
+    let computed = mac.finalize_reset().into_bytes();
+    bool::from(computed.as_slice().ct_eq(tag))
+}
+
 /// HMAC-SHA256 keyed with `key`.
 fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -731,6 +766,7 @@ impl Encoder<Bytes> for HmacFrameCodec {
     /// [`LinkError::FrameTooLarge`] if `item` is longer than
     /// [`max_frame_len`](HmacFrameCodec::max_frame_len); nothing is written
     /// then.
+    #[inline]
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), LinkError> {
         self.encode_slice(&item, dst)
     }
@@ -800,8 +836,10 @@ impl Decoder for HmacFrameCodec {
             mac.verify_slice(&src[payload_len..frame_rest])
                 .map_err(|_| LinkError::InvalidHmac)?;
             PairCheck::FirstOnly
-        } else if self.candidates.is_empty() {
+        } else if self.candidates.is_empty() && payload_len >= PAIR_MIN_LEN {
             self.verify_pair(src, payload_len)
+        } else if self.candidates.is_empty() {
+            PairCheck::NoPair
         } else {
             // The first frame during a rotation, alone: it picks the key.
             self.verify_first(&src[..payload_len], &src[payload_len..frame_rest])?;

@@ -58,6 +58,7 @@ impl ReadDeadline {
     }
 
     /// Records that a message was yielded, completed by a read at `heard`.
+    #[inline]
     pub(crate) fn on_message(&mut self, heard: Option<Instant>) {
         let Some(timer) = self.timer.as_mut() else {
             return;

@@ -171,6 +171,7 @@ impl<T> FramedLink<T> {
 
     /// Encodes `item` as one frame, its tag deferred if `defer` and it is
     /// at least [`DEFER_TAG_MIN`] long. Any deferred tag must be finished.
+    #[inline]
     fn encode_alone(&mut self, item: Bytes, defer: bool) -> Result<(), LinkError>
     where
         T: AsyncWrite + Unpin,
@@ -207,10 +208,12 @@ impl<T> FramedLink<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
     type Error = LinkError;
 
+    #[inline]
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         Pin::new(&mut self.framed).poll_ready(cx)
     }
 
+    #[inline]
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
         let this = self.get_mut();
         // Refuse an oversized message now, in the call that gave it.
@@ -253,6 +256,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
     type Item = Result<Bytes, LinkError>;
 
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.framed).poll_next(cx);
         if let Poll::Ready(Some(Ok(_))) = next {

@@ -84,6 +84,47 @@ fn encoded_lab_key_frame_matches_known_vector() {
     assert_eq!(&wire[..], &expected[..]);
 }
 
+/// The codec hashes every lone frame in one keyed HMAC state and resets
+/// it afterwards: a state left dirty by one frame would change every tag
+/// after it, in either direction (they share the state).
+#[test]
+fn every_frame_of_a_sequence_in_both_directions_matches_the_reference() {
+    let lengths = [0usize, 1, 31, 55, 56, 63, 64, 65, 119, 511, 1000, 4096];
+    let mut codec = HmacFrameCodec::new(KEY);
+    for (i, &len) in lengths.iter().enumerate() {
+        let payload = vec![i as u8; len];
+        let mut wire = BytesMut::new();
+        codec
+            .encode(Bytes::copy_from_slice(&payload), &mut wire)
+            .unwrap();
+        assert_eq!(&wire[..], &reference_frame(KEY, &payload)[..], "frame {i}");
+        // The same codec receives a frame between two it sends.
+        let mut incoming = BytesMut::from(&reference_frame(KEY, &payload[..len / 2])[..]);
+        assert_eq!(
+            codec.decode(&mut incoming).unwrap().unwrap(),
+            &payload[..len / 2],
+            "frame {i}"
+        );
+    }
+}
+
+#[test]
+fn a_codec_that_refused_a_forged_frame_still_tags_correctly() {
+    let mut forged = reference_frame(KEY, b"forged");
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut codec = HmacFrameCodec::new(KEY);
+    let mut buf = BytesMut::from(&forged[..]);
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(LinkError::InvalidHmac)
+    ));
+    // Decoding ends at the error; the HMAC state it used is the one the
+    // encoder uses next.
+    let wire = encode_all(&mut codec, &[b"after"]);
+    assert_eq!(&wire[..], &reference_frame(KEY, b"after")[..]);
+}
+
 #[test]
 fn empty_payload_is_a_36_byte_frame() {
     let mut codec = HmacFrameCodec::new(KEY);
