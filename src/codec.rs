@@ -540,14 +540,6 @@ impl HmacFrameCodec {
         mac
     }
 
-    /// The MAC of the next frame received over all of `payload`.
-    #[inline]
-    fn received_mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.mac_for(Direction::Receive, 0);
-        mac.update(payload);
-        mac
-    }
-
     /// Checks the tag of the next frame received (constant-time
     /// comparison).
     #[inline]
@@ -601,12 +593,9 @@ impl HmacFrameCodec {
     }
 
     /// If a second whole frame of [`PAIR_MIN_LEN`] bytes or more follows
-    /// the first (whose payload, also that long, is `src[..payload_len]`),
-    /// verifies both in one pass, interleaved.
+    /// the first (whose payload, `src[..payload_len]`, the caller found
+    /// that long), verifies both in one pass, interleaved.
     fn verify_pair(&mut self, src: &[u8], payload_len: usize) -> PairCheck {
-        if payload_len < PAIR_MIN_LEN {
-            return PairCheck::NoPair;
-        }
         let Some(first_end) = payload_len.checked_add(TAG_LEN) else {
             return PairCheck::NoPair;
         };
@@ -826,28 +815,34 @@ impl Decoder for HmacFrameCodec {
             return Ok(None);
         }
 
+        let (payload, tag) = (&src[..payload_len], &src[payload_len..frame_rest]);
         let pair = if let Some(ahead) = self.ahead.take() {
             // Partly hashed while it arrived: the rest, alone.
             let Ahead { mut mac, hashed } = *ahead;
-            match src.get(hashed..payload_len) {
-                Some(rest) => mac.update(rest),
-                None => mac = self.received_mac(&src[..payload_len]),
+            match payload.get(hashed..) {
+                Some(rest) => {
+                    mac.update(rest);
+                    if !tag_matches(&mut mac, tag) {
+                        return Err(LinkError::InvalidHmac);
+                    }
+                }
+                // Cannot happen (`hash_ahead` hashes only bytes of this
+                // payload); verified from the start rather than a panic.
+                None => self.verify(payload, tag)?,
             }
-            mac.verify_slice(&src[payload_len..frame_rest])
-                .map_err(|_| LinkError::InvalidHmac)?;
             PairCheck::FirstOnly
-        } else if self.candidates.is_empty() && payload_len >= PAIR_MIN_LEN {
-            self.verify_pair(src, payload_len)
-        } else if self.candidates.is_empty() {
+        } else if !self.candidates.is_empty() {
+            // The first frame during a rotation, alone: it picks the key.
+            self.verify_first(payload, tag)?;
+            PairCheck::FirstOnly
+        } else if payload_len < PAIR_MIN_LEN {
             PairCheck::NoPair
         } else {
-            // The first frame during a rotation, alone: it picks the key.
-            self.verify_first(&src[..payload_len], &src[payload_len..frame_rest])?;
-            PairCheck::FirstOnly
+            self.verify_pair(src, payload_len)
         };
         let second_len = match pair {
             PairCheck::NoPair => {
-                self.verify(&src[..payload_len], &src[payload_len..frame_rest])?;
+                self.verify(payload, tag)?;
                 None
             }
             PairCheck::FirstInvalid => return Err(LinkError::InvalidHmac),
