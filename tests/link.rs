@@ -1111,6 +1111,7 @@ async fn a_link_hashes_the_part_of_a_large_frame_it_has_while_it_waits() {
 
     for (len, first_part, ahead) in [
         (64 * 1024, 40_004, "hashed_ahead: Some(40000)"),
+        (16 * 1024, 10_004, "hashed_ahead: Some(10000)"),
         (16 * 1024 - 1, 10_004, "hashed_ahead: None"),
     ] {
         let payload = Bytes::from((0..len).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
