@@ -28,23 +28,27 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} never finished"))
 }
 
-/// The server's side of the reply tests: on "go", `replies` replies of
-/// `size` bytes, the `i`th filled with `i`; then it waits for the client's
-/// end and answers it.
+/// The server's side of the reply tests: on "go", one reply per entry of
+/// `sizes`, the `i`th of `sizes[i]` bytes filled with `i`; then it waits
+/// for the client's end and answers it.
 fn replier(
     mut server: SecureServer<DuplexStream>,
-    replies: usize,
-    size: usize,
+    sizes: Vec<usize>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         assert_eq!(server.next().await.unwrap().unwrap(), "go");
-        for i in 0..replies {
+        for (i, size) in sizes.into_iter().enumerate() {
             server.feed(Bytes::from(vec![i as u8; size])).await.unwrap();
         }
         server.flush().await.unwrap();
         assert!(server.next().await.is_none());
         server.close().await.unwrap();
     })
+}
+
+/// The reply `i` of `replier`.
+fn reply(i: usize, sizes: &[usize]) -> Vec<u8> {
+    vec![i as u8; sizes[i]]
 }
 
 #[tokio::test(start_paused = true)]
@@ -68,11 +72,14 @@ async fn close_is_ok_when_the_server_confirms_and_a_timeout_error_when_it_does_n
 
     // Not confirmed: the server reads everything but never answers.
     let (mut client, mut server) = connected(&connector, &acceptor).await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
     let silent = tokio::spawn(async move {
         let (received, end) = drain(&mut server).await;
         assert!(end.is_none(), "{end:?}");
-        std::future::pending::<()>().await;
-        drop((server, received));
+        // Silent until the client has given up; then dropped unanswered.
+        let _ = released.await;
+        drop(server);
+        received
     });
     client.send("two".into()).await.unwrap();
     let started = Instant::now();
@@ -89,7 +96,11 @@ async fn close_is_ok_when_the_server_confirms_and_a_timeout_error_when_it_does_n
         "{again:?}"
     );
     assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
-    silent.abort();
+    release.send(()).unwrap();
+    assert_eq!(
+        within("silent", silent).await.unwrap(),
+        vec![Bytes::from("two")]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,81 +299,87 @@ async fn sinks_refuse_messages_after_close_instead_of_dropping_them() {
 /// to the server's close_notify, 6 replies later).
 #[tokio::test(start_paused = true)]
 async fn a_reader_that_makes_room_wakes_a_close_waiting_on_a_full_queue() {
-    // The queue holds 1,024 messages: 1,030 empty replies fill it by count.
-    close_beside_a_parked_reader(1030, 0).await;
+    // The queue holds 1,024 messages: 1,023 empty replies leave room for
+    // the close_notify, 1,024 fill it by count.
+    close_with_replies_waiting(vec![0; 1023], false).await;
+    close_with_replies_waiting(vec![0; 1024], true).await;
 }
 
-/// The scenario of the two tests around this one: the server sends
-/// `replies` messages of `size` bytes and then answers the client's
-/// close_notify. `close()` fills its queue; a split reader takes 10 and
-/// parks. `close()` must be woken by the room that made, read the rest and
-/// the close_notify, and return `Ok` before its timeout; every reply comes
-/// out of the stream, in order.
-async fn close_beside_a_parked_reader(replies: usize, size: usize) {
+/// The scenario of the tests around this one: the server sends replies of
+/// `sizes` and then answers the client's close_notify, and nobody reads
+/// the client's stream while `close()` runs. With room for all of them
+/// (`fills` false), `close()` keeps them, reads the close_notify and
+/// returns `Ok`. When they fill its queue (`fills` true), `close()` is
+/// still pending once everything has arrived; a split reader takes exactly
+/// one reply, and `close()` must be woken by the room that made, read the
+/// close_notify, and return `Ok` before its timeout. Either way every
+/// reply comes out of the stream, in order.
+async fn close_with_replies_waiting(sizes: Vec<usize>, fills: bool) {
     let (connector, acceptor) = endpoints(KEY);
     let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
     let (client, server) = connected(&connector, &acceptor).await;
-    let replier = replier(server, replies, size);
+    let replier = replier(server, sizes.clone());
     let (mut tx, mut rx) = client.split();
     tx.feed("go".into()).await.unwrap();
-    let (full_tx, full_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn(async move {
-        full_rx.await.unwrap();
-        for i in 0..10 {
-            assert_eq!(rx.next().await.unwrap().unwrap(), vec![i as u8; size]);
-        }
-        rx // parked: takes nothing more for now
-    });
     let started = Instant::now();
     let closing = tokio::spawn(async move { tx.close().await });
-    tokio::time::sleep(Duration::from_secs(1)).await; // close() fills its queue
-    full_tx.send(()).unwrap();
-    let mut rx = within("reader", reader).await.unwrap();
+    // Everything arrives (time moves on only once every task is idle).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut taken = 0;
+    if fills {
+        assert!(!closing.is_finished(), "close() ended with its queue full");
+        assert_eq!(rx.next().await.unwrap().unwrap(), reply(0, &sizes));
+        taken = 1;
+    } else {
+        assert!(
+            closing.is_finished(),
+            "close() waits with room in its queue"
+        );
+    }
     let closed = within("close", closing).await.unwrap();
     assert!(closed.is_ok(), "{closed:?}");
     assert!(started.elapsed() < CLOSE_TIMEOUT, "{:?}", started.elapsed());
-    let mut taken = 10;
     while let Some(item) = rx.next().await {
-        assert_eq!(item.unwrap(), vec![taken as u8; size]);
+        assert_eq!(item.unwrap(), reply(taken, &sizes));
         taken += 1;
     }
-    assert_eq!(taken, replies);
+    assert_eq!(taken, sizes.len());
     within("replier", replier).await.unwrap();
 }
 
-/// Replies are kept while `close()` waits up to 1 MiB of payload: 600 KiB
-/// of unread replies still let it reach the server's close_notify (and all
-/// come out of the stream afterwards); 1.25 MiB fill it, and it gives up at
-/// its timeout without losing any.
+/// Replies are kept while `close()` waits up to 1 MiB of payload: one
+/// byte less leaves room for the close_notify, exactly 1 MiB fills the
+/// queue. 1.25 MiB unread: `close()` gives up at its timeout without
+/// losing any.
 #[tokio::test(start_paused = true)]
 async fn replies_kept_while_closing_are_bounded_in_bytes() {
-    for (replies, confirmed) in [(10, true), (20, false)] {
-        let (connector, acceptor) = endpoints(KEY);
-        let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
-        let (mut client, server) = connected(&connector, &acceptor).await;
-        let replier = replier(server, replies, 64 * 1024);
-        client.send("go".into()).await.unwrap();
-        // Let every reply arrive before close() starts reading.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let started = Instant::now();
-        let closed = within("close", client.close()).await;
-        if confirmed {
-            assert!(closed.is_ok(), "{replies} replies: {closed:?}");
-            assert!(started.elapsed() < CLOSE_TIMEOUT);
-        } else {
-            assert!(
-                matches!(closed, Err(LinkError::CloseTimeout(_))),
-                "{replies} replies: {closed:?}"
-            );
-        }
-        let mut got = 0;
-        while let Some(item) = within("the stream", client.next()).await {
-            assert_eq!(item.unwrap(), vec![got as u8; 64 * 1024]);
-            got += 1;
-        }
-        assert_eq!(got, replies);
-        within("the replier", replier).await.unwrap();
+    const MIB: usize = 1024 * 1024;
+    let mut one_short = vec![64 * 1024; 16];
+    one_short[15] -= 1;
+    assert_eq!(one_short.iter().sum::<usize>(), MIB - 1);
+    close_with_replies_waiting(one_short, false).await;
+    close_with_replies_waiting(vec![64 * 1024; 16], true).await;
+
+    let sizes = vec![64 * 1024; 20];
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
+    let (mut client, server) = connected(&connector, &acceptor).await;
+    let replier = replier(server, sizes.clone());
+    client.send("go".into()).await.unwrap();
+    let started = Instant::now();
+    let closed = within("close", client.close()).await;
+    assert!(
+        matches!(closed, Err(LinkError::CloseTimeout(_))),
+        "{closed:?}"
+    );
+    assert_eq!(started.elapsed(), CLOSE_TIMEOUT);
+    let mut got = 0;
+    while let Some(item) = within("the stream", client.next()).await {
+        assert_eq!(item.unwrap(), reply(got, &sizes));
+        got += 1;
     }
+    assert_eq!(got, sizes.len());
+    within("the replier", replier).await.unwrap();
 }
 
 /// A zero close timeout turns the wait off: `close()` returns once its own
@@ -391,7 +408,7 @@ async fn close_reads_on_while_a_reader_drains_more_replies_than_it_keeps() {
     let (connector, acceptor) = endpoints(KEY);
     let connector = connector.with_close_timeout(CLOSE_TIMEOUT);
     let (client, server) = connected(&connector, &acceptor).await;
-    let replier = replier(server, REPLIES, 64 * 1024);
+    let replier = replier(server, vec![64 * 1024; REPLIES]);
     let (mut tx, mut rx) = client.split();
     let reader = tokio::spawn(async move {
         let mut got = 0;
@@ -434,10 +451,12 @@ async fn the_client_stream_is_terminated_only_after_its_end_and_kept_replies() {
     within("replier", replier).await.unwrap();
 }
 
-/// The byte count of kept replies goes down as the stream takes them: with
-/// 20 replies of 64 KiB, `close()` fills its 1 MiB, a reader takes 10 and
-/// parks, and `close()` has room for the other 4 and the close_notify.
+/// The byte count of kept replies goes down as the stream takes them: 16
+/// replies of 64 KiB fill the 1 MiB; a reader takes one, and `close()` has
+/// room for the empty 17th and the close_notify.
 #[tokio::test(start_paused = true)]
 async fn taking_replies_frees_the_bytes_they_held_in_the_close_queue() {
-    close_beside_a_parked_reader(20, 64 * 1024).await;
+    let mut sizes = vec![64 * 1024; 16];
+    sizes.push(0);
+    close_with_replies_waiting(sizes, true).await;
 }
