@@ -28,12 +28,17 @@ fn wire(key: &[u8], payloads: &[&[u8]]) -> Vec<u8> {
     out.to_vec()
 }
 
-/// Feeds `wire` one byte at a time; the frames, and the error if any.
-fn decode_byte_by_byte(codec: &mut HmacFrameCodec, wire: &[u8]) -> (Vec<Bytes>, Option<LinkError>) {
+/// Feeds `wire` in pieces of `chunk` bytes, decoding all it can after
+/// each; the frames, and the error if any.
+fn decode_in_chunks(
+    codec: &mut HmacFrameCodec,
+    wire: &[u8],
+    chunk: usize,
+) -> (Vec<Bytes>, Option<LinkError>) {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
-    for &byte in wire {
-        buf.extend_from_slice(&[byte]);
+    for piece in wire.chunks(chunk) {
+        buf.extend_from_slice(piece);
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),
@@ -45,6 +50,17 @@ fn decode_byte_by_byte(codec: &mut HmacFrameCodec, wire: &[u8]) -> (Vec<Bytes>, 
     (frames, None)
 }
 
+/// Byte by byte the buffer never holds two whole frames (each frame is
+/// verified alone); in one chunk it holds them all (large frames are
+/// verified in pairs).
+fn decode_byte_by_byte(codec: &mut HmacFrameCodec, wire: &[u8]) -> (Vec<Bytes>, Option<LinkError>) {
+    decode_in_chunks(codec, wire, 1)
+}
+
+fn decode_in_one_chunk(codec: &mut HmacFrameCodec, wire: &[u8]) -> (Vec<Bytes>, Option<LinkError>) {
+    decode_in_chunks(codec, wire, wire.len().max(1))
+}
+
 fn rotating() -> HmacFrameCodec {
     HmacFrameCodec::new(NEW).with_additional_key(OLD)
 }
@@ -52,28 +68,44 @@ fn rotating() -> HmacFrameCodec {
 #[test]
 fn a_codec_pins_to_the_key_that_verifies_the_first_frame() {
     let big = vec![1u8; 2000]; // past the pairing threshold
-    for (key, pinned) in [(NEW, 0), (OLD, 1)] {
-        let mut codec = rotating();
-        assert_eq!(codec.pinned_key(), None);
-        let (frames, err) = decode_byte_by_byte(&mut codec, &wire(key, &[b"one", &big, &big]));
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(frames, [&b"one"[..], &big, &big]);
-        assert_eq!(codec.pinned_key(), Some(pinned));
+    for decode in [decode_byte_by_byte, decode_in_one_chunk] {
+        for (key, pinned) in [(NEW, 0), (OLD, 1)] {
+            let mut codec = rotating();
+            assert_eq!(codec.pinned_key(), None);
+            let (frames, err) = decode(&mut codec, &wire(key, &[b"one", &big, &big]));
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(frames, [&b"one"[..], &big, &big]);
+            assert_eq!(codec.pinned_key(), Some(pinned));
 
-        // Pinned: the other key no longer verifies...
-        let other = if pinned == 0 { OLD } else { NEW };
-        let (frames, err) = decode_byte_by_byte(&mut codec, &wire(other, &[b"two"]));
-        assert!(frames.is_empty());
-        assert!(matches!(err, Some(LinkError::InvalidHmac)), "{err:?}");
+            // Pinned: more frames under the pinned key verify (in one
+            // chunk, two large frames at a time)...
+            let (frames, err) = decode(&mut codec, &wire(key, &[&big, &big, b"three"]));
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(frames, [&big[..], &big, b"three"]);
 
-        // ... and what the codec sends is signed with the pinned key.
-        let mut codec = rotating();
-        decode_byte_by_byte(&mut codec, &wire(key, &[b"one"]));
-        let mut sent = BytesMut::new();
-        codec
-            .encode(Bytes::from_static(b"reply"), &mut sent)
-            .unwrap();
-        assert_eq!(sent.to_vec(), wire(key, &[b"reply"]));
+            // ... the other key no longer does, alone or in a pair...
+            let other = if pinned == 0 { OLD } else { NEW };
+            for forged in [wire(other, &[b"two"]), wire(other, &[&big, &big])] {
+                let (frames, err) = decode(&mut codec.clone(), &forged);
+                assert!(frames.is_empty());
+                assert!(matches!(err, Some(LinkError::InvalidHmac)), "{err:?}");
+            }
+            // ... nor does a pair whose second frame is under the other key.
+            let mut mixed = wire(key, &[&big]);
+            mixed.extend_from_slice(&wire(other, &[&big]));
+            let (frames, err) = decode(&mut codec.clone(), &mixed);
+            assert!(frames.len() <= 1, "{} frames", frames.len());
+            assert!(matches!(err, Some(LinkError::InvalidHmac)), "{err:?}");
+
+            // ... and what the codec sends is signed with the pinned key.
+            let mut codec = rotating();
+            decode(&mut codec, &wire(key, &[b"one"]));
+            let mut sent = BytesMut::new();
+            codec
+                .encode(Bytes::from_static(b"reply"), &mut sent)
+                .unwrap();
+            assert_eq!(sent.to_vec(), wire(key, &[b"reply"]));
+        }
     }
 }
 
@@ -169,10 +201,13 @@ async fn short_keys_are_named_by_position_not_fingerprinted() {
         .unwrap()
         .with_additional_key(b"cd")
         .with_additional_key(b"")
+        .with_additional_key(b"ef")
         .with_additional_key(OLD);
+    // The empty key is ignored, not added: the key after it is the third.
     for (key, id) in [
         (&b"ab"[..], "short-key-0".to_owned()),
         (b"cd", "short-key-1".to_owned()),
+        (b"ef", "short-key-2".to_owned()),
         (OLD, HmacKey::from(OLD).fingerprint()),
     ] {
         let connector = SecureConnector::new(&pki.ca_pem, key).unwrap();
