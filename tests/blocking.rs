@@ -208,7 +208,10 @@ fn blocking_client_to_async_server() {
 #[test]
 fn async_client_to_blocking_server() {
     let pki = pki();
-    let connector = SecureConnector::new(&pki.ca_pem, KEY).unwrap();
+    // The blocking server reads megabytes before it can answer close_notify.
+    let connector = SecureConnector::new(&pki.ca_pem, KEY)
+        .unwrap()
+        .with_close_timeout(std::time::Duration::from_secs(120));
     let (client_link, server_link) = tcp_pair();
     let mut server = SecureServer::new(server_link, KEY, &pki.key_pem, &pki.chain_pem);
     let receiver = thread::spawn(move || {
@@ -317,13 +320,13 @@ fn jammable(link: TcpStream, zero: bool, budget: usize) -> (Jammable, Jam) {
 }
 
 /// Runs `f` on a thread and fails the test if it does not finish within
-/// 20 s (the failure mode of these defects is a spin or a hang).
+/// 60 s (the failure mode of these defects is a spin or a hang).
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(std::time::Duration::from_secs(20))
+    rx.recv_timeout(std::time::Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("{what} did not finish: a spin or a hang"))
 }
 

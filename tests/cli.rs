@@ -160,20 +160,41 @@ fn untrusted_ca_makes_send_fail_naming_the_cause() {
     server.wait_stderr("handshake failed");
 }
 
+/// A connection that never starts its handshake holds no one up: `send` is
+/// served while it is still open (a one-at-a-time accept loop would serve
+/// `send` only after dropping it), and it is dropped at the handshake
+/// timeout, far above what `send` needs.
 #[test]
 fn an_idle_connection_does_not_stop_another_client_and_is_dropped_at_the_timeout() {
+    const HANDSHAKE_TIMEOUT: u64 = 15;
     let ws = Workspace::new("idle");
-    let server = Server::start(&ws, &["--handshake-timeout", "2"]);
+    let server = Server::start(
+        &ws,
+        &["--handshake-timeout", &HANDSHAKE_TIMEOUT.to_string()],
+    );
+    let opened = std::time::Instant::now();
     let mut idle = TcpStream::connect(&server.addr).unwrap();
 
     let out = send(&ws, &server, "key.hex", &["served while another waits"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "served while another waits");
+    let served_after = opened.elapsed();
+
+    // Still open: nothing to read, no end.
+    idle.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let still_open = idle.read(&mut buf);
+    assert!(
+        matches!(&still_open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the idle connection was not open when send returned after {served_after:?}: {still_open:?}"
+    );
+    assert_eq!(server.count_stderr("TLS handshake timed out"), 0);
 
     // The idle connection is closed by the server at its handshake timeout.
+    idle.set_nonblocking(false).unwrap();
     idle.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut buf = [0u8; 1];
     assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    assert!(opened.elapsed() >= std::time::Duration::from_secs(HANDSHAKE_TIMEOUT));
     server.wait_stderr("TLS handshake timed out");
 }
 

@@ -94,11 +94,15 @@ fn the_meter_attributes_heap_to_each_side() {
 /// Bytes the calling thread allocates per round trip of `size`-byte
 /// messages with `peer`, both ends on this thread (over an in-memory
 /// pipe, so only the links allocate): the warm-up and 200 timed round
-/// trips, on average.
+/// trips, on average. On paused time: the link's timers (the buffer
+/// release after a second read dry) fire when the pipe is stuck, never
+/// because a loaded machine took long, so the count does not depend on
+/// how fast the machine ran.
 fn allocated_per_round_trip(peer: Peer, size: usize) -> f64 {
     let setup = Setup::new().expect("setup");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .expect("runtime");
     let count = 200;

@@ -131,7 +131,8 @@ fn serve_exits_non_zero_when_its_stdout_goes_away() {
 fn accept_failures_back_off_and_serving_resumes_when_descriptors_free_up() {
     let ws = Workspace::new("emfile");
     // A cap far above what 48 descriptors allow, so accept hits EMFILE.
-    let server = Server::launch(
+    let started = std::time::Instant::now();
+    let mut server = Server::launch(
         &ws,
         &["--max-connections", "1000", "--handshake-timeout", "60"],
         &["prlimit", "--nofile=48:48", "--"],
@@ -145,24 +146,42 @@ fn accept_failures_back_off_and_serving_resumes_when_descriptors_free_up() {
     let before = server.cpu_ticks();
     std::thread::sleep(Duration::from_secs(2)); // a measurement window
     let used = server.cpu_ticks() - before;
-    let logged = server.count_stderr("accept failed");
-    println!("out of descriptors for 2 s: {used} clock ticks of CPU, {logged} log lines");
     // Spinning would be about 200 ticks (2 s at 100 Hz).
     assert!(used <= 20, "{used} ticks of CPU in 2 s");
-    assert!(logged <= 2, "{logged} accept failures logged");
 
     drop(held);
-    let out = send(&ws, &server, "key.hex", &["served again"], "");
+    let out = send(
+        &ws,
+        &server,
+        "key.hex",
+        &["--handshake-timeout", "60", "served again"],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "served again");
+    // Counted once stderr has ended: a line still in the pipe counts too.
+    server.signal("-TERM");
+    server.wait_exit();
+    let ran = started.elapsed();
+    let logged = server.count_stderr("accept failed");
+    println!(
+        "out of descriptors for 2 s: {used} clock ticks of CPU, {logged} log lines in {ran:?}"
+    );
+    // One line per 10 s at most (the first at once).
+    let allowed = 1 + ran.as_secs() as usize / 10;
+    assert!(
+        (1..=allowed).contains(&logged),
+        "{logged} accept failures logged in {ran:?}"
+    );
 }
 
 /// With the default cap, derived from the descriptor limit, connections
-/// beyond it wait in the backlog: accept never fails.
+/// beyond it wait in the backlog: accept never fails. 150 held connections
+/// do not fit in 100 descriptors, so a server without the cap meets EMFILE.
 #[test]
 fn the_default_connection_cap_fits_the_descriptor_limit() {
     let ws = Workspace::new("cap");
-    let server = Server::launch(
+    let mut server = Server::launch(
         &ws,
         &["--handshake-timeout", "60"],
         &["prlimit", "--nofile=100:100", "--"],
@@ -170,13 +189,14 @@ fn the_default_connection_cap_fits_the_descriptor_limit() {
         "info",
     );
     server.wait_stderr("serving at most 36 connections at once");
-    let held: Vec<TcpStream> = (0..80)
+    let held: Vec<TcpStream> = (0..150)
         .map(|_| TcpStream::connect(&server.addr).unwrap())
         .collect();
     // An honest client queued behind them is served once they go.
     let ws_path = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
     let sender = std::thread::spawn(move || {
         let mut args = ws_path;
+        args.extend(["--handshake-timeout".into(), "60".into()]);
         args.push("after the wait".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(&args, "")
@@ -185,7 +205,10 @@ fn the_default_connection_cap_fits_the_descriptor_limit() {
     let out = sender.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "after the wait");
+    server.signal("-TERM");
+    server.wait_exit();
     assert_eq!(server.count_stderr("accept failed"), 0);
+    assert_eq!(server.count_stderr("terminated: shutting down"), 1);
 }
 
 /// SECURITY.md's figure: 100 TLS peers without the key, each declaring an
@@ -194,9 +217,10 @@ fn the_default_connection_cap_fits_the_descriptor_limit() {
 fn a_hundred_anonymous_peers_pushing_8_mib_frames_pin_little_memory() {
     const PEERS: usize = 100;
     let ws = Workspace::new("anon");
-    let server = Server::start(&ws, &[]);
+    // Handshake limits far above what 100 handshakes at once need.
+    let server = Server::start(&ws, &["--handshake-timeout", "60"]);
     let addr = server.addr.clone();
-    let stranger = connector(&ws, "other-key.hex");
+    let stranger = connector(&ws, "other-key.hex").with_handshake_timeout(Duration::from_secs(60));
     let runtime = runtime();
     let refused = runtime.block_on(async {
         let mut peers = tokio::task::JoinSet::new();
@@ -226,6 +250,7 @@ fn a_hundred_anonymous_peers_pushing_8_mib_frames_pin_little_memory() {
             let args = ws.send_args(&addr, "key.hex", "pki/ca.pem");
             move || {
                 let mut args = args;
+                args.extend(["--handshake-timeout".into(), "60".into()]);
                 args.push("honest".into());
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 run(&args, "")
@@ -277,19 +302,31 @@ fn an_echo_client_that_does_not_read_is_cut_off_and_others_are_served() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let sent = runtime.block_on(greedy).unwrap();
     println!("the non-reading client got {sent} messages out before it was cut off");
+    // "meanwhile" may be queued behind the greedy client's lines: wait for
+    // it, then take what else has arrived.
     let mut lines = Vec::new();
+    while !lines.contains(&"meanwhile".to_owned()) {
+        lines.push(server.next_line());
+    }
     while let Ok(line) = server.stdout.recv_timeout(Duration::from_millis(500)) {
         lines.push(line);
     }
-    assert!(lines.contains(&"meanwhile".to_owned()));
-    assert!(lines.len() <= sent);
+    // Every line but "meanwhile" is one of the greedy client's messages.
+    assert!(
+        lines.len() - 1 <= sent,
+        "{} lines, {sent} sent",
+        lines.len()
+    );
 }
 
 /// Shutdown with a stdout that takes nothing: a second signal exits at
-/// once; with one signal, serve still exits after its grace period. Either
-/// way it says that messages were not written.
+/// once, well before the grace period; with one signal, serve exits after
+/// its grace period, not before. Either way it says that messages were not
+/// written.
 #[test]
 fn a_stalled_stdout_cannot_hold_shutdown_and_a_second_signal_exits_at_once() {
+    /// serve's grace period for stdout during shutdown.
+    const GRACE: Duration = Duration::from_secs(5);
     let ws = Workspace::new("stall");
     let big_lines: String = (0..40)
         .map(|i| format!("{i}:{}\n", "y".repeat(50_000)))
@@ -305,19 +342,28 @@ fn a_stalled_stdout_cannot_hold_shutdown_and_a_second_signal_exits_at_once() {
         });
         let out = sender.join().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
+        let signalled = std::time::Instant::now();
         server.signal("-INT");
         server.wait_stderr("interrupted: shutting down");
         if second_signal {
             server.signal("-INT");
         }
         let status = server.wait_exit();
+        let took = signalled.elapsed();
         assert!(!status.success(), "{status:?}");
-        let expected = if second_signal {
-            "again during shutdown: exiting at once"
+        if second_signal {
+            assert_eq!(
+                server.count_stderr("again during shutdown: exiting at once"),
+                1
+            );
+            assert!(took < GRACE, "two signals: exited after {took:?}");
         } else {
-            "stdout took nothing for 5s during shutdown"
-        };
-        assert_eq!(server.count_stderr(expected), 1, "{expected}");
+            assert_eq!(
+                server.count_stderr("stdout took nothing for 5s during shutdown"),
+                1
+            );
+            assert!(took >= GRACE, "one signal: exited after {took:?}");
+        }
     }
 }
 
@@ -340,12 +386,14 @@ fn key_files_readable_by_others_are_warned_about() {
 }
 
 /// The HMAC key is a secret: at the most verbose log level, neither `serve`
-/// nor `send` prints its hex (or its bytes) anywhere.
+/// nor `send` prints it anywhere, as hex, as Rust's `Debug` of its bytes,
+/// or as base64 (whole or its first bytes). serve's stderr is read to its
+/// end, after it exits.
 #[test]
 fn the_hmac_key_never_appears_in_serve_or_send_output() {
     let ws = Workspace::new("secret");
     let key_hex = std::fs::read_to_string(ws.path("key.hex")).unwrap();
-    let key_hex = key_hex.trim().to_owned();
+    let key = hex::decode(key_hex.trim()).unwrap();
     let mut server = Server::launch(&ws, &["--echo"], &[], true, "trace");
     let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
     args.push("a message".into());
@@ -359,23 +407,26 @@ fn the_hmac_key_never_appears_in_serve_or_send_output() {
     server.wait_stderr("closed cleanly after 1 messages");
     server.signal("-TERM");
     server.wait_exit();
-    let serve_stderr = server.stderr.lock().unwrap().join("\n")
-        + &server
-            .stderr_lines
-            .try_iter()
-            .collect::<Vec<_>>()
-            .join("\n");
+    let serve_stderr = server.stderr_text().join("\n");
     let send_output = text(&out.stdout) + &text(&out.stderr);
     assert!(serve_stderr.contains("closed cleanly"), "{serve_stderr}");
+    assert!(
+        serve_stderr.contains("terminated: shutting down"),
+        "read to the end: {serve_stderr}"
+    );
+    let mut needles = Vec::new();
+    for bytes in [&key[..], &key[..12]] {
+        needles.push(hex::encode(bytes));
+        needles.push(hex::encode_upper(bytes));
+        needles.push(format!("{bytes:?}").trim_end_matches(']').to_owned());
+        needles.push(format!("{bytes:x?}").trim_end_matches(']').to_owned());
+        needles.push(base64_encode(bytes).trim_end_matches('=').to_owned());
+    }
     for (name, output) in [("serve", serve_stderr), ("send", send_output)] {
-        for needle in [
-            key_hex.to_lowercase(),
-            key_hex.to_uppercase(),
-            key_hex[..16].to_lowercase(),
-        ] {
+        for needle in &needles {
             assert!(
-                !output.contains(&needle),
-                "{name} printed the key: {output}"
+                !output.contains(needle),
+                "{name} printed the key ({needle}): {output}"
             );
         }
     }
@@ -451,7 +502,20 @@ fn sighup_reloads_certificates_and_keys_and_a_bad_file_changes_nothing() {
     });
     assert_eq!(server.next_line(), "still open");
 
-    // A bad file: the reload fails, naming it, and nothing changes.
+    // A bad file beside a good one: the reload fails, naming the bad file,
+    // and nothing changes, not even what loaded (a new chain and key here).
+    let out = run(
+        &["gen-certs", "--out", ws.path("pki3").to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for name in ["server-chain.pem", "server-key.pem"] {
+        std::fs::copy(
+            ws.path(&format!("pki3/{name}")),
+            ws.path(&format!("pki/{name}")),
+        )
+        .unwrap();
+    }
     std::fs::write(ws.path("key.hex"), "not hex at all\n").unwrap();
     server.signal("-HUP");
     let failed = server.wait_stderr("reload failed");
@@ -460,14 +524,39 @@ fn sighup_reloads_certificates_and_keys_and_a_bad_file_changes_nothing() {
         !failed.contains("not hex"),
         "the key file's contents were logged: {failed}"
     );
-    std::fs::copy(ws.path("other-key.hex"), ws.path("key.hex")).unwrap();
+    let served = |key: &str, ca: &str, message: &str| {
+        let mut args = ws.send_args(&server.addr, key, ca);
+        args.push(message.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, "")
+    };
+    let out = served("other-key.hex", "pki2/ca.pem", "old chain kept");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "old chain kept");
+    let out = served("other-key.hex", "pki3/ca.pem", "new chain applied");
+    assert!(!out.status.success(), "the new chain was applied in part");
+    assert!(
+        text(&out.stderr).contains("unknown issuer"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A bad private key beside a good new HMAC key: the old key still
+    // works, the new one is refused.
+    let out = run(&["gen-key", "--out", &ws.arg("third-key.hex")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(ws.path("third-key.hex"), ws.path("key.hex")).unwrap();
     std::fs::write(ws.path("pki/server-key.pem"), "-----BEGIN NOTHING-----\n").unwrap();
     server.signal("-HUP");
-    server.wait_stderr("server-key.pem");
-    let mut args = ws.send_args(&server.addr, "other-key.hex", "pki2/ca.pem");
-    args.push("served as before".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&args, "");
+    let failed = server.wait_stderr("reload failed");
+    assert!(failed.contains("server-key.pem"), "{failed}");
+    let out = served("other-key.hex", "pki2/ca.pem", "served as before");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "served as before");
+    let out = served("third-key.hex", "pki2/ca.pem", "new key applied");
+    assert!(
+        !out.status.success(),
+        "the new HMAC key was applied in part"
+    );
+    server.wait_stderr("invalid HMAC");
 }

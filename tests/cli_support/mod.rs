@@ -21,7 +21,7 @@ pub fn bin() -> String {
 }
 /// Upper bound on any wait for a process to print something; never a
 /// synchronisation sleep.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn secure_link(args: &[&str]) -> Command {
     let mut command = Command::new(bin());
@@ -81,10 +81,13 @@ impl Workspace {
         self.path(name).to_str().unwrap().to_owned()
     }
 
-    /// `send` arguments for the server at `addr`.
+    /// `send` arguments for the server at `addr`. Its close timeout is far
+    /// above what a loaded machine's `serve` needs to confirm the end.
     pub fn send_args(&self, addr: &str, key: &str, ca: &str) -> Vec<String> {
         vec![
             "send".into(),
+            "--close-timeout".into(),
+            "60".into(),
             "--connect".into(),
             addr.into(),
             "--server-name".into(),
@@ -109,8 +112,13 @@ pub struct Server {
     pub addr: String,
     pub stdout: Receiver<String>,
     pub raw_stdout: Option<std::process::ChildStdout>,
-    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Every stderr line read so far, and whether `wait_stderr` has
+    /// matched it already (a line is matched at most once).
+    pub stderr: Arc<Mutex<Vec<(String, bool)>>>,
     pub stderr_lines: Receiver<String>,
+    /// The reader thread reached stderr's end (the process and everything
+    /// holding the pipe are gone).
+    pub stderr_done: bool,
 }
 
 impl Server {
@@ -170,6 +178,7 @@ impl Server {
             raw_stdout,
             stderr: Arc::default(),
             stderr_lines,
+            stderr_done: false,
         };
         let listening = server.wait_stderr("listening on ");
         // A prose line ends with the address; a JSON one goes on after it.
@@ -183,16 +192,42 @@ impl Server {
         server
     }
 
-    /// Waits (at most `PATIENCE`) for the server to exit.
+    /// Waits (at most `PATIENCE`) for the server to exit, then reads its
+    /// stderr to the end, so `count_stderr` afterwards sees every line.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                break status;
             }
             assert!(std::time::Instant::now() < deadline, "serve did not exit");
             thread::sleep(Duration::from_millis(20));
+        };
+        self.read_stderr_to_end();
+        status
+    }
+
+    /// Reads stderr until its end (at most `PATIENCE`).
+    fn read_stderr_to_end(&mut self) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !self.stderr_done {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) => self.stderr.lock().unwrap().push((line, false)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.stderr_done = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("serve's stderr never ended"),
+            }
         }
+    }
+
+    /// Every stderr line read so far, in order.
+    pub fn stderr_text(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(line, _)| line.clone())
+            .collect()
     }
 
     /// Sends `signal` (e.g. "-INT") to the server.
@@ -224,13 +259,14 @@ impl Server {
     }
 
     /// Stderr lines seen so far that contain `pattern` (after reading what
-    /// has arrived).
+    /// has arrived). Exact only once the server has exited (`wait_exit`
+    /// reads stderr to its end); before, a line still in the pipe is missed.
     pub fn count_stderr(&self, pattern: &str) -> usize {
         let mut seen = self.stderr.lock().unwrap();
         while let Ok(line) = self.stderr_lines.try_recv() {
-            seen.push(line);
+            seen.push((line, false));
         }
-        seen.iter().filter(|l| l.contains(pattern)).count()
+        seen.iter().filter(|(l, _)| l.contains(pattern)).count()
     }
 
     /// The next line the server prints on stdout.
@@ -240,15 +276,16 @@ impl Server {
             .expect("serve printed no line in time")
     }
 
-    /// Waits until a stderr line contains `pattern`; returns it.
+    /// Waits until a stderr line that no earlier call matched contains
+    /// `pattern`; returns it. Each line is matched at most once, so waiting
+    /// twice for the same text waits for two lines.
     pub fn wait_stderr(&self, pattern: &str) -> String {
-        if let Some(line) = self
-            .stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(pattern))
+        let mut seen = self.stderr.lock().unwrap();
+        if let Some((line, matched)) = seen
+            .iter_mut()
+            .find(|(l, matched)| !*matched && l.contains(pattern))
         {
+            *matched = true;
             return line.clone();
         }
         loop {
@@ -256,8 +293,9 @@ impl Server {
                 .stderr_lines
                 .recv_timeout(PATIENCE)
                 .unwrap_or_else(|_| panic!("serve never logged {pattern:?}"));
-            self.stderr.lock().unwrap().push(line.clone());
-            if line.contains(pattern) {
+            let matched = line.contains(pattern);
+            seen.push((line.clone(), matched));
+            if matched {
                 return line;
             }
         }

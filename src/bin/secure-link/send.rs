@@ -1,7 +1,6 @@
 //! `send`: messages from the arguments or from stdin, over a secure link.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -48,6 +47,11 @@ pub(crate) struct Args {
     /// Seconds allowed for the TLS handshake.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
+    /// Seconds to wait, once the last message is written, for the server
+    /// to confirm the end of the link (its close_notify) and for its last
+    /// replies to be printed. Without that confirmation `send` exits 1.
+    #[arg(long, default_value_t = 10.0)]
+    close_timeout: f64,
     /// How messages (arguments or stdin lines) are read and replies
     /// printed: text (as is; replies escaped as `serve` prints them), or
     /// hex/base64 (exact, any bytes).
@@ -62,6 +66,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let timeout = crate::seconds(args.timeout, "--timeout")?;
     let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
+    let close_timeout = crate::seconds(args.close_timeout, "--close-timeout")?;
     let ca = files::read_text(&args.ca, "CA certificate")?;
     files::warn_if_exposed(&args.hmac_key, "HMAC key file");
     let key = files::read_key(&args.hmac_key)?;
@@ -69,7 +74,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let connector = SecureConnector::new(&ca, key)?
         .with_max_frame_len(args.max_frame_len)
         .with_auth_mode(crate::auth_mode(args.session_bound))
-        .with_handshake_timeout(handshake_timeout);
+        .with_handshake_timeout(handshake_timeout)
+        .with_close_timeout(close_timeout);
     let connector = match (&args.cert_chain, &args.private_key) {
         (Some(chain), Some(key)) => {
             files::warn_if_exposed(key, "private key");
@@ -168,7 +174,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         };
         return Err(unconfirmed(&cause));
     }
-    let confirmed = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    let confirmed = tokio::time::timeout(close_timeout, printer).await;
     match confirmed {
         Ok(Ok(Ok(()))) => {
             info!("sent {sent} message(s); the server confirmed the end of the link");
