@@ -891,3 +891,44 @@ impl fmt::Debug for HmacFrameCodec {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire length of a frame carrying `len` bytes.
+    fn frame(len: usize) -> usize {
+        LENGTH_LEN + len + TAG_LEN
+    }
+
+    /// Each encoder reserves exactly the frames it writes: into an empty
+    /// buffer, the capacity afterwards is what was written (with room for
+    /// a deferred tag). A larger reservation holds memory the link never
+    /// uses (`first.len() * second.len()` would be 4 GiB for two 64 KiB
+    /// messages); a smaller one makes the buffer grow, and copy, while the
+    /// frame is written.
+    #[test]
+    fn encoders_reserve_exactly_the_frames_they_write() -> Result<(), LinkError> {
+        let first = vec![1u8; 64 * 1024];
+        let second = vec![2u8; 64 * 1024 + 1];
+        let mut codec = HmacFrameCodec::new(b"a key for the reservation test");
+
+        let mut dst = BytesMut::new();
+        codec.encode_slice(&first, &mut dst)?;
+        assert_eq!(dst.len(), frame(first.len()));
+        assert_eq!(dst.capacity(), frame(first.len()));
+
+        let mut dst = BytesMut::new();
+        codec.encode_pair(&first, &second, &mut dst)?;
+        assert_eq!(dst.len(), frame(first.len()) + frame(second.len()));
+        assert_eq!(dst.capacity(), frame(first.len()) + frame(second.len()));
+
+        let mut dst = BytesMut::new();
+        let tag = codec.encode_deferred(Bytes::from(first.clone()), &mut dst)?;
+        assert_eq!(dst.len(), LENGTH_LEN + first.len());
+        assert_eq!(dst.capacity(), frame(first.len()));
+        tag.finish(&mut dst);
+        assert_eq!(dst.capacity(), frame(first.len()));
+        Ok(())
+    }
+}

@@ -247,3 +247,125 @@ fn back_to_back_uploads_answered_small_keep_the_read_buffer() {
         "{per_upload:.0} B allocated per 64 KiB upload"
     );
 }
+
+/// One link of this crate over an in-memory pipe, on paused time, both ends
+/// on this thread: `exchanges` times the client sends `request` bytes and
+/// the server answers `reply` bytes, each end then finds nothing more to
+/// read (the moment a link gives back grown buffers), and `gap` of virtual
+/// time passes. The thread's allocation counts over the exchanges.
+fn exchanges(
+    request: usize,
+    reply: usize,
+    gap: Duration,
+    count: usize,
+) -> allocation_counter::AllocationInfo {
+    use futures::{FutureExt, SinkExt, StreamExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let (connector, acceptor) = common::endpoints(common::KEY);
+    let (mut client, mut server) = runtime.block_on(common::connected(&connector, &acceptor));
+    let (request, reply) = (vec![1u8; request], vec![2u8; reply]);
+    allocation_counter::measure(|| {
+        let run = async {
+            for _ in 0..count {
+                let (sent, got) = tokio::join!(client.send(request.clone().into()), server.next());
+                sent.expect("send");
+                assert_eq!(got.expect("a message").expect("valid").len(), request.len());
+                let (sent, got) = tokio::join!(server.send(reply.clone().into()), client.next());
+                sent.expect("reply");
+                assert_eq!(got.expect("a reply").expect("valid").len(), reply.len());
+                assert!(server.next().now_or_never().is_none());
+                assert!(client.next().now_or_never().is_none());
+                tokio::time::sleep(gap).await;
+            }
+        };
+        // Virtual time: a stuck link fails at once instead of hanging.
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(3600), run).await })
+            .expect("the exchanges never finished");
+    })
+}
+
+/// Allocations per exchange, `count` exchanges.
+fn allocations_per_exchange(request: usize, reply: usize, gap: Duration) -> f64 {
+    const COUNT: usize = 40;
+    let counted = exchanges(request, reply, gap, COUNT);
+    let per = counted.count_total as f64 / COUNT as f64;
+    eprintln!("{request} B / {reply} B every {gap:?}: {per:.2} allocations per exchange");
+    per
+}
+
+/// Messages that fit the idle buffers (8 KiB each way) never make a link
+/// allocate a buffer again, however long it is quiet between them: an
+/// exchange of 2 KiB each way costs the same allocations 2 s apart (past
+/// the one second a busy link keeps grown buffers) as back to back. With
+/// idle buffers smaller than such a message, each quiet spell would give
+/// the buffers back and the next message allocate them again.
+#[test]
+fn messages_that_fit_the_idle_buffers_never_reallocate_them() {
+    let back_to_back = allocations_per_exchange(2048, 2048, Duration::ZERO);
+    let spaced = allocations_per_exchange(2048, 2048, Duration::from_secs(2));
+    assert!(
+        spaced <= back_to_back + 0.25,
+        "{spaced:.2} allocations per exchange 2 s apart, {back_to_back:.2} back to back"
+    );
+}
+
+/// The write buffer an idle link keeps is at most 8 KiB, and exactly 8 KiB
+/// is kept: replies of 8,156 bytes (frames of 8,192) cost the same
+/// allocations 2 s apart as back to back, as messages that fit the idle
+/// buffers do; one byte more, and the buffer is given back in each quiet
+/// spell and allocated again for the next reply.
+#[test]
+fn a_write_buffer_of_exactly_the_idle_size_is_kept() {
+    for reply in [8156, 8157] {
+        let back_to_back = allocations_per_exchange(64, reply, Duration::ZERO);
+        let spaced = allocations_per_exchange(64, reply, Duration::from_secs(2));
+        if reply == 8156 {
+            assert!(
+                spaced <= back_to_back + 0.25,
+                "{reply} B replies: {spaced:.2} allocations per exchange 2 s apart, {back_to_back:.2} back to back"
+            );
+        } else {
+            assert!(
+                spaced >= back_to_back + 0.75,
+                "{reply} B replies: {spaced:.2} allocations per exchange 2 s apart, {back_to_back:.2} back to back"
+            );
+        }
+    }
+}
+
+/// A buffer that grows again exactly one second (`RELEASE_AFTER`) after it
+/// went is not "again within a second": the link is not busy, and gives the
+/// buffers back at once when it is read dry. On paused time the two
+/// instants are exactly one second apart. The heap held after the second
+/// of two 256 KiB uploads shows whether the buffers went: 1 s apart as
+/// little as 2 s apart, and the measure sees a kept buffer (0.5 s apart,
+/// the link is busy and keeps it).
+#[test]
+fn a_buffer_that_grows_again_exactly_a_second_later_is_released_at_once() {
+    let held = |gap: Duration| {
+        let counted = exchanges(256 * 1024, 64, gap, 2);
+        eprintln!(
+            "two 256 KiB uploads {gap:?} apart: {} B still held",
+            counted.bytes_current
+        );
+        counted.bytes_current
+    };
+    let (busy, exactly, quiet) = (
+        held(Duration::from_millis(500)),
+        held(Duration::from_secs(1)),
+        held(Duration::from_secs(2)),
+    );
+    assert!(
+        busy >= quiet + 200 * 1024,
+        "0.5 s apart {busy} B held, 2 s apart {quiet} B"
+    );
+    assert!(
+        exactly <= quiet + 16 * 1024,
+        "1 s apart {exactly} B held, 2 s apart {quiet} B"
+    );
+}

@@ -28,6 +28,7 @@ async fn hostile_length_prefixes_cost_bounded_memory() {
     a_frame_at_the_limit_that_never_completes_costs_what_was_sent().await;
     the_read_buffer_allocates_at_most_twice_what_it_holds_plus_256_kib();
     an_anonymous_peer_pins_at_most_the_first_frame_budget();
+    two_fed_64_kib_messages_cost_their_two_frames().await;
 }
 
 async fn a_declared_4_gib_frame_is_refused_and_the_heap_grows_less_than_1_mib() {
@@ -198,4 +199,33 @@ fn an_anonymous_peer_pins_at_most_the_first_frame_budget() {
     assert!(end.is_ok(), "{end:?}");
     println!("anonymous peer's first frame of 64 KiB, one byte short: peak {peak} bytes");
     assert!(peak <= bound(0), "{peak}");
+}
+
+/// Two 64 KiB messages fed to a client are encoded together (their tags
+/// hashed interleaved) into the write buffer: the heap grows by the two
+/// frames, once (a reservation too small would grow the buffer while it is
+/// written, one of their product would be 4 GiB).
+async fn two_fed_64_kib_messages_cost_their_two_frames() {
+    use futures::SinkExt;
+    const SIZE: usize = 64 * 1024;
+    let (connector, acceptor) = endpoints(KEY);
+    let (mut client, _server) = connected(&connector, &acceptor).await;
+    let messages = [
+        bytes::Bytes::from(vec![1u8; SIZE]),
+        bytes::Bytes::from(vec![2u8; SIZE]),
+    ];
+    let baseline = HEAP.allocated();
+    for message in &messages {
+        // A clone shares the bytes: kept alive here, they are not counted
+        // as freed when the link drops its handle.
+        client.feed(message.clone()).await.unwrap();
+    }
+    let grown = HEAP.allocated().saturating_sub(baseline);
+    drop(messages);
+    let frames = 2 * (4 + SIZE + 32);
+    println!("heap growth for two fed 64 KiB messages: {grown} bytes ({frames} in their frames)");
+    assert!(
+        (frames..frames + 4096).contains(&grown),
+        "heap grew by {grown} bytes for {frames} bytes of frames"
+    );
 }
