@@ -61,10 +61,23 @@ has_marker() { grep -a -q -- "$marker" "$1"; }
 
 # 1. secure-link: serve --echo + send, in both tag formats. The marker goes
 #    client -> server in the messages and server -> client in the replies.
+#    Each format also runs once with no message at all: the handshake and
+#    the close alone. The session with messages must carry more TLS
+#    application-data records than that in each direction (so the capture
+#    holds the messages and the replies, not only a handshake), and each
+#    side must have sent its FIN (the capture saw the whole session).
 "$bin" gen-certs --out "$work/pki" 2>/dev/null
 "$bin" gen-key --out "$work/key.hex" 2>/dev/null
-session() { # name [extra flags...]
-  local name=$1; shift
+flows() { python3 "$(dirname "$0")/pcap-flows.py" "$@"; }
+field() { # flows-output side key -> value (records: the application-data count)
+  local line; line=$(grep "^$2 " <<<"$1")
+  case $3 in
+    appdata) sed -n 's/.* records=\([^ ]*\).*/\1/p' <<<"$line" | tr ',' '\n' | sed -n 's/^23://p' | grep . || echo 0 ;;
+    *) sed -n "s/.* $3=\([^ ]*\).*/\1/p" <<<"$line" ;;
+  esac
+}
+session() { # name messages|none [extra flags...]
+  local name=$1 input=$2; shift 2
   local port; port=$(free_port)
   start_capture "$port" "$work/$name.pcap"
   "$bin" serve --listen "127.0.0.1:$port" --cert-chain "$work/pki/server-chain.pem" \
@@ -73,23 +86,44 @@ session() { # name [extra flags...]
   local serve_pid=$!
   pids+=("$serve_pid")
   for _ in $(seq 100); do grep -q "listening on" "$work/$name-serve.log" && break; sleep 0.05; done
-  printf '%s\nsecond line %s\n' "$marker" "$marker" | "$bin" send --connect "127.0.0.1:$port" \
+  local lines=""
+  [ "$input" = messages ] && lines=$(printf '%s\nsecond line %s' "$marker" "$marker")
+  printf '%s' "${lines:+$lines$'\n'}" | timeout 60 "$bin" send --connect "127.0.0.1:$port" \
     --server-name localhost --ca "$work/pki/ca.pem" --hmac-key "$work/key.hex" "$@" \
-    >"$work/$name-replies.txt" 2>/dev/null
+    >"$work/$name-replies.txt" 2>"$work/$name-send.log" \
+    || { echo "wire-capture: FAIL ($name): send failed: $(cat "$work/$name-send.log")"; exit 1; }
   stop_capture
   kill "$serve_pid" 2>/dev/null || true
+  summary=$(flows "$work/$name.pcap" "$port")
+  local count; count=$(packets "$work/$name.pcap")
+  echo "wire-capture: secure-link session ($name): $count packets captured on lo; marker present: $(has_marker "$work/$name.pcap" && echo YES || echo no)"
+  sed 's/^/wire-capture:   /' <<<"$summary"
+  for side in client server; do
+    [ "$(field "$summary" $side fin)" = 1 ] || { echo "wire-capture: FAIL ($name): no FIN from the $side in the capture"; exit 1; }
+    [ "$(field "$summary" $side segments)" -gt 0 ] || { echo "wire-capture: FAIL ($name): no data from the $side"; exit 1; }
+  done
+  [ "$input" = messages ] || return 0
   grep -q -- "$marker" "$work/$name-served.txt" || { echo "wire-capture: FAIL ($name): the server did not receive the marker"; exit 1; }
   [ "$(grep -c -- "$marker" "$work/$name-replies.txt")" -eq 2 ] || { echo "wire-capture: FAIL ($name): the client did not get both replies back"; exit 1; }
-  local count; count=$(packets "$work/$name.pcap")
-  echo "wire-capture: secure-link session ($name): $count packets captured on lo, both directions; marker present: $(has_marker "$work/$name.pcap" && echo YES || echo no)"
-  [ "$count" -ge 10 ] || { echo "wire-capture: FAIL ($name): too few packets captured"; exit 1; }
   if has_marker "$work/$name.pcap"; then
     echo "wire-capture: FAIL ($name): plaintext marker visible on the wire"
     exit 1
   fi
 }
-session lab
-session session-bound --session-bound
+# Application-data records of a session beyond those of the same format's
+# session without messages, per side: both must be positive.
+compare() { # with-messages-summary without-summary name
+  for side in client server; do
+    local with without
+    with=$(field "$1" $side appdata); without=$(field "$2" $side appdata)
+    [ "$with" -gt "$without" ] || { echo "wire-capture: FAIL ($3): $with application-data records from the $side, as many as a session without messages ($without): the messages are not in the capture"; exit 1; }
+    echo "wire-capture: ($3) the $side sent $((with - without)) application-data record(s) more than in a session without messages"
+  done
+}
+session lab-empty none; empty=$summary
+session lab messages; compare "$summary" "$empty" lab
+session session-bound-empty none --session-bound; empty=$summary
+session session-bound messages --session-bound; compare "$summary" "$empty" session-bound
 
 # 2. Control: the same marker over plain TCP.
 port=$(free_port)
