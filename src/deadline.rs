@@ -42,8 +42,8 @@ impl ReadDeadline {
             (None, Some(limit)) => Some(BeforeFirst::Idle(limit)),
             (None, None) => None,
         };
-        let timer =
-            before_first.map(|first| Box::pin(tokio::time::sleep_until(now + first.limit())));
+        let timer = before_first
+            .map(|first| Box::pin(tokio::time::sleep_until(deadline_after(now, first.limit()))));
         ReadDeadline {
             before_first,
             idle,
@@ -68,7 +68,7 @@ impl ReadDeadline {
         self.last_heard = heard.unwrap_or_else(Instant::now);
         if self.before_first.take().is_some() {
             match self.idle {
-                Some(idle) => timer.as_mut().reset(self.last_heard + idle),
+                Some(idle) => timer.as_mut().reset(deadline_after(self.last_heard, idle)),
                 None => self.timer = None,
             }
         }
@@ -89,13 +89,28 @@ impl ReadDeadline {
                 });
             }
             let idle = self.idle?;
-            let deadline = self.last_heard + idle;
+            let deadline = deadline_after(self.last_heard, idle);
             if deadline <= Instant::now() {
                 return Some(LinkError::IdleTimeout(idle));
             }
             timer.as_mut().reset(deadline);
         }
     }
+}
+
+/// How far ahead a deadline too far for the clock is put instead: about 30
+/// years, as tokio does for `sleep(Duration::MAX)`.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `at + limit`, saturated: a limit past what an `Instant` can hold
+/// (`Duration::MAX`, say) is a deadline [`FAR_FUTURE`] away, never a
+/// panic. Limits are user input.
+pub(crate) fn deadline_after(at: Instant, limit: Duration) -> Instant {
+    at.checked_add(limit)
+        .or_else(|| at.checked_add(FAR_FUTURE))
+        // 30 years always fit (tokio adds them to any instant); `at` only
+        // keeps this free of a panic path.
+        .unwrap_or(at)
 }
 
 /// The limit the timer runs against before the first message: the

@@ -837,3 +837,67 @@ fn log_colour_on_a_terminal_unless_no_color() {
     // An empty NO_COLOR does not count (no-color.org).
     assert!(on_terminal(Some("")).contains("\u{1b}["));
 }
+
+/// Timeouts are user input. A limit too large for a deadline means none:
+/// `serve` and `send` work with them (they used to panic in every
+/// connection task, or be refused as "not positive"). Zero, negative and
+/// non-numbers, and a connection cap beyond what tokio's semaphore counts,
+/// are usage errors (exit 2) that say what is expected.
+#[test]
+fn flag_values_too_large_mean_never_and_out_of_range_ones_are_usage_errors() {
+    let ws = Workspace::new("ranges");
+    let server = Server::start(
+        &ws,
+        &[
+            "--first-message-timeout",
+            "1e19",
+            "--idle-timeout",
+            "18446744073709551615",
+            "--handshake-timeout",
+            "inf",
+            "--write-timeout",
+            "1e300",
+        ],
+    );
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend(["--timeout", "1e30", "--handshake-timeout", "1e19", "served"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served");
+    server.wait_stderr("closed cleanly after 1 messages");
+
+    let serve = |flag: &str| {
+        let out = run(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cert-chain",
+                &ws.arg("pki/server-chain.pem"),
+                "--private-key",
+                &ws.arg("pki/server-key.pem"),
+                "--hmac-key",
+                &ws.arg("key.hex"),
+                flag,
+            ],
+            "",
+        );
+        (out.status.code(), text(&out.stderr))
+    };
+    for (flag, says) in [
+        ("--idle-timeout=0", "positive number of seconds"),
+        ("--idle-timeout=-1", "positive number of seconds"),
+        ("--handshake-timeout=NaN", "positive number of seconds"),
+        ("--first-message-timeout=soon", "is not a number of seconds"),
+        ("--max-connections=0", "at least 1"),
+        (
+            "--max-connections=18446744073709551615",
+            "too many: at most",
+        ),
+    ] {
+        let (code, stderr) = serve(flag);
+        assert_eq!(code, Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(says), "{flag}: {stderr}");
+    }
+}

@@ -181,3 +181,50 @@ async fn the_idle_limit_runs_from_when_a_message_came_in_not_when_it_was_taken()
     assert_eq!(came_in.elapsed(), Duration::from_secs(10));
     drop(client);
 }
+
+/// Limits are user input: one too large for the clock (`Duration::MAX`)
+/// means no deadline in the life of the process, never a panic, whether it
+/// is the first-message limit, the idle limit or both, and whatever the
+/// other is. The link works, and a year of silence does not end it.
+#[tokio::test(start_paused = true)]
+async fn limits_too_large_for_the_clock_mean_never_instead_of_a_panic() {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+    let huge = Some(Duration::MAX);
+    let cases = [
+        (huge, huge),
+        (None, huge),
+        (huge, None),
+        (Some(Duration::from_secs(5)), huge),
+        (huge, Some(Duration::from_secs(10 * 365 * 24 * 60 * 60))),
+    ];
+    for (first_message, idle) in cases {
+        let (connector, acceptor) = endpoints(KEY);
+        let connector = connector
+            .with_handshake_timeout(Duration::MAX)
+            .with_close_timeout(Duration::MAX);
+        let mut acceptor = acceptor.with_handshake_timeout(Duration::MAX);
+        if let Some(limit) = first_message {
+            acceptor = acceptor.with_first_message_timeout(limit);
+        }
+        if let Some(limit) = idle {
+            acceptor = acceptor.with_idle_timeout(limit);
+        }
+        let (mut client, mut server) = connected(&connector, &acceptor).await;
+        client.send(Bytes::from("one")).await.unwrap();
+        assert_eq!(within(server.next()).await.unwrap().unwrap(), "one");
+        tokio::time::advance(YEAR).await;
+        use futures::FutureExt;
+        assert!(
+            server.next().now_or_never().is_none(),
+            "{first_message:?}/{idle:?}: the link ended after a year"
+        );
+        client.send(Bytes::from("two")).await.unwrap();
+        assert_eq!(within(server.next()).await.unwrap().unwrap(), "two");
+        let answering = tokio::spawn(async move {
+            assert!(server.next().await.is_none());
+            server.close().await.unwrap();
+        });
+        within(client.close()).await.unwrap();
+        within(answering).await.unwrap();
+    }
+}

@@ -22,6 +22,7 @@ mod generate;
 mod relay;
 mod send;
 mod serve;
+mod values;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -144,14 +145,6 @@ fn block_on(job: impl std::future::Future<Output = Result<(), Error>>) -> Result
     let outcome = runtime.block_on(job);
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     outcome
-}
-
-/// A `--...-timeout` flag's value: a positive number of seconds.
-pub(crate) fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, Error> {
-    std::time::Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::msg(format!("{flag} must be a positive number of seconds")))
 }
 
 /// The tag mode a `--session-bound` flag selects.

@@ -1,6 +1,7 @@
 //! `send`: messages from the arguments or from stdin, over a secure link.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -42,16 +43,16 @@ pub(crate) struct Args {
     #[arg(long)]
     session_bound: bool,
     /// Seconds allowed for connecting (TCP).
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    timeout: Duration,
     /// Seconds allowed for the TLS handshake.
-    #[arg(long, default_value_t = 10.0)]
-    handshake_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    handshake_timeout: Duration,
     /// Seconds to wait, once the last message is written, for the server
     /// to confirm the end of the link (its close_notify) and for its last
     /// replies to be printed. Without that confirmation `send` exits 1.
-    #[arg(long, default_value_t = 10.0)]
-    close_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    close_timeout: Duration,
     /// How messages (arguments or stdin lines) are read and replies
     /// printed: text (as is; replies escaped as `serve` prints them), or
     /// hex/base64 (exact, any bytes).
@@ -64,9 +65,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
-    let timeout = crate::seconds(args.timeout, "--timeout")?;
-    let handshake_timeout = crate::seconds(args.handshake_timeout, "--handshake-timeout")?;
-    let close_timeout = crate::seconds(args.close_timeout, "--close-timeout")?;
+    let (timeout, handshake_timeout, close_timeout) =
+        (args.timeout, args.handshake_timeout, args.close_timeout);
     let ca = files::read_text(&args.ca, "CA certificate")?;
     files::warn_if_exposed(&args.hmac_key, "HMAC key file");
     let key = files::read_key(&args.hmac_key)?;

@@ -57,22 +57,23 @@ pub(crate) struct Args {
     /// Most connections served at once; more wait in the listen backlog.
     /// The default is what the descriptor limit allows, less 64 (at most
     /// 10,000).
-    #[arg(long, default_value_t = accept::default_max_connections())]
+    #[arg(long, default_value_t = accept::default_max_connections(),
+          value_parser = crate::values::connection_count)]
     max_connections: usize,
     /// Seconds a client has to complete the TLS handshake.
-    #[arg(long, default_value_t = 10.0)]
-    handshake_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    handshake_timeout: Duration,
     /// Seconds a client has, after the handshake, to send its first
     /// authenticated message.
-    #[arg(long, default_value_t = 10.0)]
-    first_message_timeout: f64,
-    /// Seconds a client may stay silent between messages.
-    #[arg(long, default_value_t = 300.0)]
-    idle_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    first_message_timeout: Duration,
+    /// Seconds a client may stay silent between messages (`inf`: no limit).
+    #[arg(long, default_value = "300", value_parser = crate::values::seconds)]
+    idle_timeout: Duration,
     /// Seconds a reply (`--echo`) or the closing close_notify may take to
     /// write before the connection is dropped [default: the idle timeout].
-    #[arg(long)]
-    write_timeout: Option<f64>,
+    #[arg(long, value_parser = crate::values::seconds)]
+    write_timeout: Option<Duration>,
     /// Require client certificates signed by this CA (PEM; mutual TLS):
     /// clients without one are refused, and each connection's log names
     /// the client. The HMAC key is still required.
@@ -110,17 +111,11 @@ pub(crate) enum LogFormat {
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let timeouts = Timeouts {
-        handshake: crate::seconds(args.handshake_timeout, "--handshake-timeout")?,
-        first_message: crate::seconds(args.first_message_timeout, "--first-message-timeout")?,
-        idle: crate::seconds(args.idle_timeout, "--idle-timeout")?,
+        handshake: args.handshake_timeout,
+        first_message: args.first_message_timeout,
+        idle: args.idle_timeout,
     };
-    let write_timeout = match args.write_timeout {
-        Some(seconds) => crate::seconds(seconds, "--write-timeout")?,
-        None => timeouts.idle,
-    };
-    if args.max_connections == 0 {
-        return Err(Error::msg("--max-connections must be at least 1"));
-    }
+    let write_timeout = args.write_timeout.unwrap_or(timeouts.idle);
     let acceptor = ReloadableAcceptor::new(load_acceptor(&args, &timeouts)?);
     let settings = connection::Settings {
         echo: args.echo,
