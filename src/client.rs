@@ -246,7 +246,13 @@ impl fmt::Debug for SecureConnector {
 /// queued for sending.
 ///
 /// After `close()` has started, `feed`/`send` fail with
-/// [`LinkError::SinkClosed`]: the message is not sent.
+/// [`LinkError::SinkClosed`]: the message is not sent. Once the stream (or
+/// `close()`) has met the end of the connection without the server's
+/// `close_notify` ([`LinkError::Truncated`], [`LinkError::Io`],
+/// [`LinkError::Tls`]), `feed`/`send` fail with that same error: over TCP
+/// the write would still be taken by the socket, and lost. A clean end
+/// from the server (its `close_notify`) leaves the sink open: a server
+/// may end its side and still read.
 ///
 /// The stream ends with `None` once the server's `close_notify` has come,
 /// whether the stream or `close()` read it; a task reading a split stream
@@ -318,6 +324,16 @@ impl<IO> SecureClient<IO> {
         self.framed.into_inner()
     }
 
+    /// The error that ended the connection under the stream, if the stream
+    /// has met one: then the sink refuses messages with it (see
+    /// [`LinkError::ends_connection`]).
+    fn connection_lost(&self) -> Option<LinkError> {
+        match &self.read_end {
+            ReadEnd::Failed(err) if err.ends_connection() => Some(err.duplicate()),
+            _ => None,
+        }
+    }
+
     fn queue_full(&self) -> bool {
         self.read_while_closing.len() >= CLOSE_READ_MAX_MESSAGES
             || self.queued_bytes >= CLOSE_READ_LIMIT
@@ -331,12 +347,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
         if !matches!(self.closing, Closing::Open) {
             return Poll::Ready(Err(LinkError::SinkClosed));
         }
+        if let Some(lost) = self.connection_lost() {
+            return Poll::Ready(Err(lost));
+        }
         Pin::new(&mut self.framed).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
         if !matches!(self.closing, Closing::Open) {
             return Err(LinkError::SinkClosed);
+        }
+        if let Some(lost) = self.connection_lost() {
+            return Err(lost);
         }
         Pin::new(&mut self.framed).start_send(item)
     }

@@ -106,6 +106,17 @@ impl LinkError {
     /// The same error again, for an error that two callers must both see
     /// (the client's stream and its `close()`). An I/O error keeps its kind
     /// and message, not its source chain.
+    /// Whether this error, met by a stream, means the connection itself
+    /// is gone (cut without `close_notify`, an I/O failure, a TLS alert):
+    /// nothing written to it afterwards can arrive, so the sink refuses to
+    /// take more.
+    pub(crate) fn ends_connection(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Truncated | LinkError::Io(_) | LinkError::Tls(_)
+        )
+    }
+
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             LinkError::InvalidHmac => LinkError::InvalidHmac,

@@ -228,11 +228,14 @@ impl SecureAcceptor {
         )?;
         let deadline = ReadDeadline::new(self.first_message_timeout, self.idle_timeout);
         Ok(SecureServer {
-            framed: link::framed(Heard::new(stream, deadline.is_armed()), codec),
+            framed: Some(link::framed(Heard::new(stream, deadline.is_armed()), codec)),
             key_ids: self.key_ids.clone(),
             deadline,
             terminated: false,
             closed: false,
+            lost: None,
+            clean_end: false,
+            on_drop: confirm_end::<IO>,
         })
     }
 }
@@ -275,7 +278,18 @@ impl fmt::Debug for SecureAcceptor {
 ///
 /// When the stream has ended, call `close()`: it answers the client's
 /// `close_notify` with the server's own, which TLS clients such as
-/// OpenSSL's expect.
+/// OpenSSL's expect (and which makes the client's `close()` return `Ok`).
+/// A server dropped without `close()` after its stream reached the
+/// client's clean end does the same, best effort: it writes what it holds
+/// and the alert in one attempt that does not wait for the transport, so
+/// the usual loop below followed by the end of scope confirms the end in
+/// practice; only `close()` makes sure. Dropped before its stream's end,
+/// it confirms nothing.
+///
+/// Once the stream has met the end of the connection without
+/// `close_notify` ([`LinkError::Truncated`], [`LinkError::Io`],
+/// [`LinkError::Tls`]), the sink refuses messages with that same error:
+/// nothing written afterwards could arrive.
 ///
 /// ```no_run
 /// use futures::{SinkExt, StreamExt};
@@ -298,32 +312,87 @@ impl fmt::Debug for SecureAcceptor {
 /// stall its flush, so bound it with [`tokio::time::timeout`] where that
 /// matters (`secure-link serve` does).
 pub struct SecureServer<IO> {
-    framed: link::FramedLink<Heard<TlsStream<IO>>>,
+    /// Always `Some`, but in `into_inner`, which takes it out of a value
+    /// that implements `Drop`.
+    framed: Option<Link<IO>>,
     key_ids: Arc<[String]>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
     /// `close()` has started: the sink takes no more messages.
     closed: bool,
+    /// The error that ended the connection under the stream (see
+    /// [`LinkError::ends_connection`]): the sink refuses messages with it.
+    lost: Option<LinkError>,
+    /// The stream ended at the client's `close_notify`.
+    clean_end: bool,
+    /// Run on drop: [`confirm_end`] for this `IO` (a `Drop` impl cannot ask
+    /// for the `AsyncWrite` bound it needs; `accept` has it).
+    on_drop: fn(&mut SecureServer<IO>),
+}
+
+/// The framed link of a [`SecureServer`] over `IO`.
+type Link<IO> = link::FramedLink<Heard<TlsStream<IO>>>;
+
+/// What a server dropped without `close()` does: if its stream reached the
+/// client's clean end, it answers the client's `close_notify` with its own,
+/// best effort and without blocking. It writes what the link holds and the
+/// alert in one attempt (as far as the transport takes them at once) and
+/// gives up on the rest. The usual server loop, `while let Some(m) =
+/// server.next().await { .. }` and then the end of scope, thus lets the
+/// client's `close()` return `Ok`. Before the stream's end, or after
+/// `close()` started, it does nothing: the client learns that the link was
+/// cut.
+fn confirm_end<IO: AsyncRead + AsyncWrite + Unpin>(server: &mut SecureServer<IO>) {
+    if !server.clean_end || server.closed || server.lost.is_some() {
+        return;
+    }
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    if let Some(framed) = &mut server.framed {
+        let _one_attempt = Pin::new(framed).poll_close(&mut cx);
+    }
+}
+
+impl<IO> Drop for SecureServer<IO> {
+    fn drop(&mut self) {
+        (self.on_drop)(self);
+    }
 }
 
 impl<IO> SecureServer<IO> {
     /// The transport and the rustls connection (negotiated cipher suite and
     /// key-exchange group, server name the client asked for, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ServerConnection) {
-        self.framed.get_ref().get_ref().get_ref()
+        self.link().get_ref().get_ref().get_ref()
     }
 
     /// Mutable access to the transport and the rustls connection. Reading
     /// or writing through them corrupts the link.
     pub fn get_mut(&mut self) -> (&mut IO, &mut rustls::ServerConnection) {
-        self.framed.get_mut().get_mut().get_mut()
+        self.link_mut().get_mut().get_mut().get_mut()
     }
 
     /// The TLS stream underneath. Frames buffered for reading or writing are
     /// lost: flush first.
-    pub fn into_inner(self) -> TlsStream<IO> {
-        self.framed.into_inner().into_inner()
+    pub fn into_inner(mut self) -> TlsStream<IO> {
+        match self.framed.take() {
+            Some(framed) => framed.into_inner().into_inner(),
+            None => unreachable!("the link is only taken here, by value"),
+        }
+    }
+
+    fn link(&self) -> &Link<IO> {
+        match &self.framed {
+            Some(framed) => framed,
+            None => unreachable!("the link is only taken by into_inner"),
+        }
+    }
+
+    fn link_mut(&mut self) -> &mut Link<IO> {
+        match &mut self.framed {
+            Some(framed) => framed,
+            None => unreachable!("the link is only taken by into_inner"),
+        }
     }
 
     /// The client's identity from its certificate (mutual TLS, see
@@ -343,7 +412,7 @@ impl<IO> SecureServer<IO> {
     /// position instead: `short-key-0` for the primary key, `short-key-1`
     /// for the first additional one, and so on.
     pub fn key_fingerprint(&self) -> Option<String> {
-        let index = self.framed.codec().pinned_key()?;
+        let index = self.link().codec().pinned_key()?;
         self.key_ids.get(index).cloned()
     }
 }
@@ -356,19 +425,28 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureServer<IO> {
             return Poll::Ready(None);
         }
         let this = self.get_mut();
-        let item = match Pin::new(&mut this.framed).poll_next(cx) {
+        let item = match Pin::new(this.link_mut()).poll_next(cx) {
             Poll::Ready(item) => item,
             Poll::Pending => match this.deadline.poll_expired(cx) {
                 Some(expired) => Some(Err(expired)),
                 None => return Poll::Pending,
             },
         };
-        match item {
+        match &item {
             Some(Ok(_)) => {
-                let heard = this.framed.get_ref().last_read();
+                let heard = this.link().get_ref().last_read();
                 this.deadline.on_message(heard);
             }
-            _ => this.terminated = true,
+            Some(Err(err)) => {
+                this.terminated = true;
+                if err.ends_connection() {
+                    this.lost = Some(err.duplicate());
+                }
+            }
+            None => {
+                this.terminated = true;
+                this.clean_end = true;
+            }
         }
         Poll::Ready(item)
     }
@@ -387,18 +465,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
         if self.closed {
             return Poll::Ready(Err(LinkError::SinkClosed));
         }
-        Pin::new(&mut self.framed).poll_ready(cx)
+        if let Some(lost) = &self.lost {
+            return Poll::Ready(Err(lost.duplicate()));
+        }
+        Pin::new(self.link_mut()).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
         if self.closed {
             return Err(LinkError::SinkClosed);
         }
-        Pin::new(&mut self.framed).start_send(item)
+        if let Some(lost) = &self.lost {
+            return Err(lost.duplicate());
+        }
+        Pin::new(self.link_mut()).start_send(item)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        Pin::new(&mut self.framed).poll_flush(cx)
+        Pin::new(self.link_mut()).poll_flush(cx)
     }
 
     /// Flushes, sends `close_notify` and shuts down the transport's write
@@ -406,15 +490,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
     /// with [`LinkError::SinkClosed`].
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         self.closed = true;
-        Pin::new(&mut self.framed).poll_close(cx)
+        Pin::new(self.link_mut()).poll_close(cx)
     }
 }
 
 impl<IO: fmt::Debug> fmt::Debug for SecureServer<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureServer")
-            .field("io", self.framed.get_ref().get_ref().get_ref().0)
-            .field("codec", self.framed.codec())
+            .field("io", self.link().get_ref().get_ref().get_ref().0)
+            .field("codec", self.link().codec())
             .field("terminated", &self.terminated)
             .finish_non_exhaustive()
     }

@@ -460,3 +460,82 @@ async fn taking_replies_frees_the_bytes_they_held_in_the_close_queue() {
     sizes.push(0);
     close_with_replies_waiting(sizes, true).await;
 }
+
+/// The usual server loop, `while let Some(m) = server.next().await` and
+/// then the end of scope, confirms the end without `close()`: a server
+/// dropped after its stream reached the client's clean end answers the
+/// client's close_notify (best effort, one attempt), so the client's
+/// `close()` is `Ok`. Over 127.0.0.1 TCP, with real time (nothing here
+/// waits for a deadline).
+#[tokio::test]
+async fn a_server_dropped_after_the_clients_clean_end_confirms_it() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(Duration::from_secs(60));
+    let (mut client, mut server) =
+        common::connected_over(&connector, &acceptor, common::tcp_pair().await).await;
+    let serving = tokio::spawn(async move {
+        let mut received = Vec::new();
+        while let Some(message) = server.next().await {
+            received.push(message.unwrap());
+        }
+        received // the server is dropped here, without close()
+    });
+    for i in 0..10 {
+        client.feed(Bytes::from(format!("m{i}"))).await.unwrap();
+    }
+    let closed = client.close().await;
+    assert!(closed.is_ok(), "{closed:?}");
+    assert_eq!(serving.await.unwrap().len(), 10);
+    assert!(client.next().await.is_none());
+}
+
+/// A server dropped before its stream reached the client's end confirms
+/// nothing: the client's `close()` reports the cut.
+#[tokio::test]
+async fn a_server_dropped_before_the_clients_end_confirms_nothing() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(Duration::from_secs(60));
+    let (mut client, mut server) =
+        common::connected_over(&connector, &acceptor, common::tcp_pair().await).await;
+    client.send(Bytes::from("first")).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "first");
+    drop(server);
+    let closed = client.close().await;
+    assert!(
+        matches!(closed, Err(LinkError::Truncated | LinkError::Io(_))),
+        "{closed:?}"
+    );
+}
+
+/// Half-close still works with the drop rule: replies after the client's
+/// end, then an explicit `close()`; the client gets every reply and a
+/// confirmed end.
+#[tokio::test]
+async fn replies_after_the_clients_end_then_close_still_arrive() {
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_close_timeout(Duration::from_secs(60));
+    let (client, mut server) =
+        common::connected_over(&connector, &acceptor, common::tcp_pair().await).await;
+    let (mut tx, mut rx) = client.split();
+    let serving = tokio::spawn(async move {
+        let mut received = Vec::new();
+        while let Some(message) = server.next().await {
+            received.push(message.unwrap());
+        }
+        for message in &received {
+            server.feed(message.clone()).await.unwrap();
+        }
+        server.close().await.unwrap();
+    });
+    for i in 0..5 {
+        tx.feed(Bytes::from(format!("r{i}"))).await.unwrap();
+    }
+    tx.close().await.unwrap();
+    let mut replies = Vec::new();
+    while let Some(reply) = rx.next().await {
+        replies.push(reply.unwrap());
+    }
+    assert_eq!(replies.len(), 5);
+    assert_eq!(replies[4], "r4");
+    serving.await.unwrap();
+}
