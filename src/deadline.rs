@@ -3,12 +3,16 @@
 //! last message the peer sent.
 //!
 //! "Sent" is measured where it can be seen: [`Heard`] stamps the time of
-//! every read that brings bytes in, and a message counts as heard when the
-//! read that completed it happened, not when the application got round to
-//! taking it. A server that reads slower than its client writes therefore
-//! never mistakes its own backlog for the client's silence, and a client
-//! that trickles a frame a byte at a time is silent until the frame is
-//! whole.
+//! every read that brings bytes in. Before the first message, only a whole
+//! message counts: a client that trickles its first frame a byte at a time
+//! is silent until the frame is whole, and the first-message limit bounds
+//! the whole first frame (an anonymous peer cannot hold a connection by
+//! dribbling). After it, any bytes read count as heard: a large message
+//! arriving slower than the idle limit is not silence. A message taken
+//! late by the application counts from the read that brought it, not
+//! from when it was taken; bytes the server has not read yet (its own
+//! backlog in the socket) are not seen until it reads them, which only
+//! ever moves the deadline later.
 
 use std::future::Future;
 use std::io;
@@ -75,9 +79,20 @@ impl ReadDeadline {
     }
 
     /// Called when the stream has nothing to yield: registers the timer
-    /// with `cx` and reports an expired deadline.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<LinkError> {
+    /// with `cx` and reports an expired deadline. `last_read` is when a
+    /// read last brought bytes in (a frame in progress, say): after the
+    /// first message it counts as heard.
+    pub(crate) fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        last_read: Option<Instant>,
+    ) -> Option<LinkError> {
         let timer = self.timer.as_mut()?;
+        if self.before_first.is_none() {
+            if let Some(read) = last_read.filter(|&read| read > self.last_heard) {
+                self.last_heard = read;
+            }
+        }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;

@@ -189,11 +189,12 @@ impl SecureAcceptor {
     /// no limit). On expiry the server's stream yields
     /// [`LinkError::IdleTimeout`] and ends.
     ///
-    /// Silence is measured from the time the last whole message came in
-    /// (the read that completed it), not from when the application took
-    /// it: a server that reads slower than its client writes is not
-    /// mistaken for a silent client. A frame trickled in a byte at a time
-    /// counts as silence until it is whole. The deadline is checked while
+    /// Silence is measured from the last read that brought bytes in, once
+    /// the first message has verified: a large message arriving slower than
+    /// the limit is not silence, and a message the application takes late
+    /// counts from when it was read, not taken. Before the first message
+    /// only a whole message counts (a first frame trickled in a byte at a
+    /// time is silence until it is whole). The deadline is checked while
     /// the stream is polled. Without a first-message limit, the idle limit
     /// also runs from the handshake to the first message, and its expiry
     /// there is reported as [`LinkError::IdleTimeout`] too.
@@ -427,7 +428,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureServer<IO> {
         let this = self.get_mut();
         let item = match Pin::new(this.link_mut()).poll_next(cx) {
             Poll::Ready(item) => item,
-            Poll::Pending => match this.deadline.poll_expired(cx) {
+            Poll::Pending => match this
+                .deadline
+                .poll_expired(cx, this.link().get_ref().last_read())
+            {
                 Some(expired) => Some(Err(expired)),
                 None => return Poll::Pending,
             },

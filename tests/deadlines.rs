@@ -120,41 +120,77 @@ async fn a_silent_client_with_only_an_idle_limit_is_an_idle_timeout_of_that_limi
     assert_eq!(started.elapsed(), Duration::from_secs(7));
 }
 
-/// A client trickling one frame's body, a byte every 2 s, is silent in the
-/// sense that matters: no message for the idle limit ends the connection.
-#[tokio::test(start_paused = true)]
-async fn a_client_trickling_one_frame_slower_than_the_idle_limit_times_out() {
+/// A frame trickled through TLS a byte every 2 s, from `client`; the task
+/// returns the TLS stream, still open, once the frame is out.
+fn trickle(
+    client: secure_link::SecureClient<tokio::io::DuplexStream>,
+    payload: usize,
+) -> tokio::task::JoinHandle<Option<tokio_rustls::client::TlsStream<tokio::io::DuplexStream>>> {
     use tokio_util::codec::Encoder;
-    let (connector, acceptor) = endpoints(KEY);
-    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(10));
-    let (mut client, mut server) = connected(&connector, &acceptor).await;
-    client.send(Bytes::from_static(b"first")).await.unwrap();
-    assert_eq!(server.next().await.unwrap().unwrap(), "first");
-    let heard = tokio::time::Instant::now();
-
     let mut frame = bytes::BytesMut::new();
     secure_link::HmacFrameCodec::new(KEY)
-        .encode(Bytes::from(vec![7u8; 100]), &mut frame)
+        .encode(Bytes::from(vec![7u8; payload]), &mut frame)
         .unwrap();
-    let trickler = tokio::spawn(async move {
+    tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         // The frame goes through TLS, a byte per record.
         let mut stream = client.into_inner();
         for byte in frame.iter() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
-                return;
+                return None;
             }
         }
-    });
+        Some(stream)
+    })
+}
+
+/// Before any message has verified, a frame trickled a byte every 2 s is
+/// silence: the first-message limit bounds the whole first frame, so an
+/// anonymous peer cannot hold a connection by dribbling.
+#[tokio::test(start_paused = true)]
+async fn a_first_frame_trickled_slower_than_the_first_message_limit_times_out() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor
+        .with_first_message_timeout(Duration::from_secs(10))
+        .with_idle_timeout(Duration::from_secs(10));
+    let (client, mut server) = connected(&connector, &acceptor).await;
+    let started = tokio::time::Instant::now();
+    let trickler = trickle(client, 100);
+    let verdict = within(server.next()).await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::FirstMessageTimeout(limit))) if limit == Duration::from_secs(10)),
+        "{verdict:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    drop(server);
+    trickler.await.unwrap();
+}
+
+/// Once a message has verified, bytes arriving are not silence, however
+/// slowly a frame comes: a frame trickled a byte every 2 s against a 10 s
+/// idle limit is delivered (136 bytes, 272 s), and the limit then runs
+/// from its last byte.
+#[tokio::test(start_paused = true)]
+async fn after_the_first_message_a_trickled_frame_is_heard_not_silence() {
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_idle_timeout(Duration::from_secs(10));
+    let (mut client, mut server) = connected(&connector, &acceptor).await;
+    client.send(Bytes::from_static(b"first")).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "first");
+    let started = tokio::time::Instant::now();
+    let trickler = trickle(client, 100);
+    let got = within(server.next()).await;
+    assert_eq!(got.unwrap().unwrap(), vec![7u8; 100]);
+    assert_eq!(started.elapsed(), Duration::from_secs(2 * (4 + 100 + 32)));
+    let last_byte = tokio::time::Instant::now();
+    let _open = trickler.await.unwrap().expect("the frame went out");
     let verdict = within(server.next()).await;
     assert!(
         matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == Duration::from_secs(10)),
         "{verdict:?}"
     );
-    assert_eq!(heard.elapsed(), Duration::from_secs(10));
-    drop(server);
-    trickler.await.unwrap();
+    assert_eq!(last_byte.elapsed(), Duration::from_secs(10));
 }
 
 /// Two messages come in with one read; the server takes the second 5 s
@@ -227,4 +263,99 @@ async fn limits_too_large_for_the_clock_mean_never_instead_of_a_panic() {
         within(client.close()).await.unwrap();
         within(answering).await.unwrap();
     }
+}
+
+/// A client transport that lets at most `chunk` bytes through per write and
+/// then waits `interval` before the next (on paused time): a slow link.
+struct Throttled<IO> {
+    inner: IO,
+    chunk: usize,
+    interval: Duration,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Throttled<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Throttled<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future;
+        use std::task::{Poll, ready};
+        if let Some(pause) = &mut self.pause {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let chunk = self.chunk.min(buf.len());
+        let written = ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..chunk]))?;
+        self.pause = Some(Box::pin(tokio::time::sleep(self.interval)));
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Bytes in flight are not silence: once the first message has verified,
+/// a 1 MiB message arriving at 160 KiB/s (6.4 s) against a 1 s idle limit
+/// is delivered, and the limit then runs from its last byte.
+#[tokio::test(start_paused = true)]
+async fn a_large_message_arriving_slower_than_the_idle_limit_is_not_silence() {
+    const MIB: usize = 1024 * 1024;
+    let idle = Duration::from_secs(1);
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_max_frame_len(2 * MIB);
+    let acceptor = acceptor.with_max_frame_len(2 * MIB).with_idle_timeout(idle);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let slow = Throttled {
+        inner: client_io,
+        chunk: 16 * 1024,
+        interval: Duration::from_millis(100),
+        pause: None,
+    };
+    let (mut client, mut server) =
+        common::connected_over(&connector, &acceptor, (slow, server_io)).await;
+    client.send(Bytes::from("first")).await.unwrap();
+    assert_eq!(within(server.next()).await.unwrap().unwrap(), "first");
+
+    let started = tokio::time::Instant::now();
+    let big = Bytes::from(vec![7u8; MIB]);
+    let sending = tokio::spawn(async move {
+        client.send(big).await.unwrap();
+        client
+    });
+    let got = within(server.next()).await;
+    let took = started.elapsed();
+    assert_eq!(got.unwrap().unwrap().len(), MIB, "after {took:?}");
+    assert!(took >= Duration::from_secs(6), "{took:?}: not slow enough");
+    let _client = sending.await.unwrap();
+
+    let last_byte = tokio::time::Instant::now();
+    let verdict = within(server.next()).await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(limit))) if limit == idle),
+        "{verdict:?}"
+    );
+    assert_eq!(last_byte.elapsed(), idle);
 }
