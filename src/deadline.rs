@@ -88,10 +88,9 @@ impl ReadDeadline {
         last_read: Option<Instant>,
     ) -> Option<LinkError> {
         let timer = self.timer.as_mut()?;
-        if self.before_first.is_none() {
-            if let Some(read) = last_read.filter(|&read| read > self.last_heard) {
-                self.last_heard = read;
-            }
+        let after_first = self.before_first.is_none();
+        if let Some(read) = last_read.filter(|&read| after_first && read > self.last_heard) {
+            self.last_heard = read;
         }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
