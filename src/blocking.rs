@@ -226,6 +226,7 @@ impl From<&LinkError> for SecureServerError {
             | LinkError::FirstMessageTimeout(_)
             | LinkError::IdleTimeout(_)
             | LinkError::CloseTimeout(_)
+            | LinkError::WriteTimeout(_)
             | LinkError::SinkClosed => SecureServerError::Io,
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +15,10 @@ use tokio::time::Sleep;
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls};
 
 use crate::codec::{AuthMode, Role};
+use crate::deadline::{Heard, ReadDeadline};
 use crate::wakers::{ReadWakers, Reader};
-use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
+use crate::write_deadline::WriteDeadline;
+use crate::{DEFAULT_WRITE_TIMEOUT, HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long [`SecureClient`]'s `close()` waits, by default, for the server
 /// to answer `close_notify` (see [`SecureConnector::with_close_timeout`]).
@@ -54,6 +56,8 @@ pub struct SecureConnector {
     auth_mode: AuthMode,
     handshake_timeout: Duration,
     close_timeout: Duration,
+    write_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl SecureConnector {
@@ -80,6 +84,8 @@ impl SecureConnector {
             auth_mode: AuthMode::Lab,
             handshake_timeout: crate::DEFAULT_HANDSHAKE_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            idle_timeout: None,
         }
     }
 
@@ -141,6 +147,32 @@ impl SecureConnector {
         self
     }
 
+    /// Sets how long a send, flush or `close()` may wait without the
+    /// server taking any bytes (default [`DEFAULT_WRITE_TIMEOUT`], 60 s);
+    /// past it the call fails with [`LinkError::WriteTimeout`] naming the
+    /// limit. A server that stopped reading (a hung process, a black-holed
+    /// route, a power cut) is found out in that time, not when the kernel
+    /// gives up on the connection (about 15 minutes on Linux). Progress is
+    /// any TLS bytes the transport takes, so a slow but live server never
+    /// trips it however long a large message takes. `Duration::MAX` means
+    /// no limit.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how long the client's stream may go without hearing from the
+    /// server (default: no limit, since a client that only sends hears
+    /// nothing): past it the stream yields [`LinkError::IdleTimeout`] and
+    /// ends. For request/response clients. The limit runs from `connect`
+    /// until the first message arrives whole, then from the last read
+    /// that brought any bytes (a large reply arriving slowly is not
+    /// silence). Checked while the stream is polled.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// Runs the TLS handshake over `io`, authenticating the server as
     /// `server_name` (a DNS name or an IP address its certificate must
     /// name).
@@ -177,8 +209,14 @@ impl SecureConnector {
             stream.get_ref().1,
             Role::Client,
         )?;
+        let deadline = ReadDeadline::new(None, self.idle_timeout);
+        let stream = Heard::new(
+            WriteDeadline::new(stream, self.write_timeout),
+            deadline.is_armed(),
+        );
         Ok(SecureClient {
             framed: link::framed(stream, codec),
+            deadline,
             close_timeout: self.close_timeout,
             closing: Closing::Open,
             read_while_closing: VecDeque::new(),
@@ -197,6 +235,8 @@ impl fmt::Debug for SecureConnector {
             .field("auth_mode", &self.auth_mode)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -266,7 +306,9 @@ impl fmt::Debug for SecureConnector {
 /// `close()` may be cancelled and called again; it carries on where it
 /// stopped, against the same deadline.
 pub struct SecureClient<IO> {
-    framed: link::FramedLink<TlsStream<IO>>,
+    framed: link::FramedLink<Heard<WriteDeadline<TlsStream<IO>>>>,
+    /// The idle limit of the stream, if any.
+    deadline: ReadDeadline,
     close_timeout: Duration,
     closing: Closing,
     /// What the stream yields before reading on: items read by `close()`.
@@ -309,19 +351,19 @@ impl<IO> SecureClient<IO> {
     /// The transport and the rustls connection (peer certificates,
     /// negotiated cipher suite and key-exchange group, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ClientConnection) {
-        self.framed.get_ref().get_ref()
+        self.framed.get_ref().get_ref().get_ref().get_ref()
     }
 
     /// Mutable access to the transport and the rustls connection. Reading
     /// or writing through them corrupts the link.
     pub fn get_mut(&mut self) -> (&mut IO, &mut rustls::ClientConnection) {
-        self.framed.get_mut().get_mut()
+        self.framed.get_mut().get_mut().get_mut().get_mut()
     }
 
     /// The TLS stream underneath. Frames buffered for reading or writing are
     /// lost: flush first.
     pub fn into_inner(self) -> TlsStream<IO> {
-        self.framed.into_inner()
+        self.framed.into_inner().into_inner().into_inner()
     }
 
     /// The error that ended the connection under the stream, if the stream
@@ -503,9 +545,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for SecureClient<IO> {
             return Poll::Ready(None);
         }
         let mut read_cx = this.wakers.register(Reader::Stream, cx);
-        let item = ready!(Pin::new(&mut this.framed).poll_next(&mut read_cx));
+        let item = match Pin::new(&mut this.framed).poll_next(&mut read_cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => {
+                let last_read = this.framed.get_ref().last_read();
+                match this.deadline.poll_expired(cx, last_read) {
+                    Some(expired) => Some(Err(expired)),
+                    None => return Poll::Pending,
+                }
+            }
+        };
         match &item {
-            Some(Ok(_)) => return Poll::Ready(item),
+            Some(Ok(_)) => {
+                let heard = this.framed.get_ref().last_read();
+                this.deadline.on_message(heard);
+                return Poll::Ready(item);
+            }
             Some(Err(err)) => this.read_end = ReadEnd::Failed(err.duplicate()),
             None => this.read_end = ReadEnd::Confirmed,
         }
@@ -525,7 +580,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> FusedStream for SecureClient<IO> {
 impl<IO: fmt::Debug> fmt::Debug for SecureClient<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureClient")
-            .field("io", self.framed.get_ref().get_ref().0)
+            .field("io", self.framed.get_ref().get_ref().get_ref().get_ref().0)
             .field("codec", self.framed.codec())
             .field("terminated", &self.terminated)
             .finish_non_exhaustive()

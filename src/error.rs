@@ -88,6 +88,14 @@ pub enum LinkError {
     #[error("the peer did not confirm the end of the link within {0:?}")]
     CloseTimeout(std::time::Duration),
 
+    /// A send, flush or close made no progress for the write timeout
+    /// ([`SecureConnector::with_write_timeout`](crate::SecureConnector::with_write_timeout),
+    /// [`SecureAcceptor::with_write_timeout`](crate::SecureAcceptor::with_write_timeout)):
+    /// the peer took no bytes for that long (it stopped reading, hung, or
+    /// is unreachable). What was not taken is not sent.
+    #[error("the peer took no bytes for {0:?}")]
+    WriteTimeout(std::time::Duration),
+
     /// A message was given to a sink after its `close()` had started:
     /// it was not sent.
     #[error("the link is closed for sending")]
@@ -103,9 +111,6 @@ impl LinkError {
         LinkError::Config(reason.into())
     }
 
-    /// The same error again, for an error that two callers must both see
-    /// (the client's stream and its `close()`). An I/O error keeps its kind
-    /// and message, not its source chain.
     /// Whether this error, met by a stream, means the connection itself
     /// is gone (cut without `close_notify`, an I/O failure, a TLS alert):
     /// nothing written to it afterwards can arrive, so the sink refuses to
@@ -117,6 +122,9 @@ impl LinkError {
         )
     }
 
+    /// The same error again, for an error that two callers must both see
+    /// (the client's stream and its `close()`). An I/O error keeps its kind
+    /// and message, not its source chain.
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             LinkError::InvalidHmac => LinkError::InvalidHmac,
@@ -132,6 +140,7 @@ impl LinkError {
             LinkError::FirstMessageTimeout(limit) => LinkError::FirstMessageTimeout(*limit),
             LinkError::IdleTimeout(limit) => LinkError::IdleTimeout(*limit),
             LinkError::CloseTimeout(limit) => LinkError::CloseTimeout(*limit),
+            LinkError::WriteTimeout(limit) => LinkError::WriteTimeout(*limit),
             LinkError::SinkClosed => LinkError::SinkClosed,
             LinkError::Io(err) => LinkError::Io(io::Error::new(err.kind(), err.to_string())),
         }
@@ -187,7 +196,8 @@ impl From<LinkError> for io::Error {
             LinkError::HandshakeTimeout
             | LinkError::FirstMessageTimeout(_)
             | LinkError::IdleTimeout(_)
-            | LinkError::CloseTimeout(_) => io::ErrorKind::TimedOut,
+            | LinkError::CloseTimeout(_)
+            | LinkError::WriteTimeout(_) => io::ErrorKind::TimedOut,
             LinkError::SinkClosed => io::ErrorKind::BrokenPipe,
         };
         io::Error::new(kind, err)

@@ -98,13 +98,14 @@ mod reload;
 mod server;
 pub mod tls;
 mod wakers;
+mod write_deadline;
 
 pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
 pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
 pub use error::LinkError;
 pub use key::{GENERATED_KEY_LEN, HmacKey, MIN_FINGERPRINT_KEY_LEN, SHORT_KEY_FINGERPRINT};
 pub use reload::ReloadableAcceptor;
-pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, SecureAcceptor, SecureServer};
+pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT, SecureAcceptor, SecureServer};
 pub use tokio_rustls::{self, rustls};
 
 /// The README's code examples, compiled and run as doctests.

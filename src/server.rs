@@ -13,12 +13,22 @@ use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 
 use crate::codec::{AuthMode, Role};
 use crate::deadline::{Heard, ReadDeadline};
+use crate::write_deadline::WriteDeadline;
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
 /// How long, by default, a TLS handshake may take, on the server (see
 /// [`SecureAcceptor::with_handshake_timeout`]) and on the client (see
 /// [`SecureConnector::with_handshake_timeout`](crate::SecureConnector::with_handshake_timeout)).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, by default, a write, flush or close on either end may wait
+/// without the peer taking any bytes before it fails with
+/// [`LinkError::WriteTimeout`] ([`SecureAcceptor::with_write_timeout`],
+/// [`SecureConnector::with_write_timeout`](crate::SecureConnector::with_write_timeout)).
+/// A minute: far beyond the stalls of a live peer (TCP's retransmission
+/// back-off through a brief outage, a busy receiver), far below the
+/// quarter of an hour the kernel takes to give up on a peer that vanished.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Accepts secure links from clients: TLS 1.3 with the server's certificate,
 /// then frames whose HMAC tag proves the client holds the shared key.
@@ -55,6 +65,7 @@ pub struct SecureAcceptor {
     handshake_timeout: Duration,
     first_message_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl SecureAcceptor {
@@ -94,6 +105,7 @@ impl SecureAcceptor {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             first_message_timeout: None,
             idle_timeout: None,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
         }
     }
 
@@ -203,6 +215,18 @@ impl SecureAcceptor {
         self
     }
 
+    /// Sets how long a reply, flush or `close()` may wait without the
+    /// client taking any bytes (default [`DEFAULT_WRITE_TIMEOUT`], 60 s);
+    /// past it the call fails with [`LinkError::WriteTimeout`] naming the
+    /// limit. A client that stopped reading, or vanished without FIN or
+    /// RST, then holds the connection for at most that long on a write.
+    /// Progress is any TLS bytes the transport takes, so a slow but live
+    /// client never trips it. `Duration::MAX` means no limit.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
     /// Runs the TLS handshake over `io`, within the handshake timeout.
     ///
     /// Needs a Tokio runtime with its timer enabled. Cancelling the future
@@ -229,7 +253,13 @@ impl SecureAcceptor {
         )?;
         let deadline = ReadDeadline::new(self.first_message_timeout, self.idle_timeout);
         Ok(SecureServer {
-            framed: Some(link::framed(Heard::new(stream, deadline.is_armed()), codec)),
+            framed: Some(link::framed(
+                Heard::new(
+                    WriteDeadline::new(stream, self.write_timeout),
+                    deadline.is_armed(),
+                ),
+                codec,
+            )),
             key_ids: self.key_ids.clone(),
             deadline,
             terminated: false,
@@ -261,6 +291,7 @@ impl fmt::Debug for SecureAcceptor {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("first_message_timeout", &self.first_message_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("write_timeout", &self.write_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -333,7 +364,7 @@ pub struct SecureServer<IO> {
 }
 
 /// The framed link of a [`SecureServer`] over `IO`.
-type Link<IO> = link::FramedLink<Heard<TlsStream<IO>>>;
+type Link<IO> = link::FramedLink<Heard<WriteDeadline<TlsStream<IO>>>>;
 
 /// What a server dropped without `close()` does: if its stream reached the
 /// client's clean end, it answers the client's `close_notify` with its own,
@@ -364,20 +395,20 @@ impl<IO> SecureServer<IO> {
     /// The transport and the rustls connection (negotiated cipher suite and
     /// key-exchange group, server name the client asked for, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ServerConnection) {
-        self.link().get_ref().get_ref().get_ref()
+        self.link().get_ref().get_ref().get_ref().get_ref()
     }
 
     /// Mutable access to the transport and the rustls connection. Reading
     /// or writing through them corrupts the link.
     pub fn get_mut(&mut self) -> (&mut IO, &mut rustls::ServerConnection) {
-        self.link_mut().get_mut().get_mut().get_mut()
+        self.link_mut().get_mut().get_mut().get_mut().get_mut()
     }
 
     /// The TLS stream underneath. Frames buffered for reading or writing are
     /// lost: flush first.
     pub fn into_inner(mut self) -> TlsStream<IO> {
         match self.framed.take() {
-            Some(framed) => framed.into_inner().into_inner(),
+            Some(framed) => framed.into_inner().into_inner().into_inner(),
             None => unreachable!("the link is only taken here, by value"),
         }
     }
@@ -501,7 +532,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
 impl<IO: fmt::Debug> fmt::Debug for SecureServer<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecureServer")
-            .field("io", self.link().get_ref().get_ref().get_ref().0)
+            .field("io", self.link().get_ref().get_ref().get_ref().get_ref().0)
             .field("codec", self.link().codec())
             .field("terminated", &self.terminated)
             .finish_non_exhaustive()

@@ -901,3 +901,57 @@ fn flag_values_too_large_mean_never_and_out_of_range_ones_are_usage_errors() {
         assert!(stderr.contains(says), "{flag}: {stderr}");
     }
 }
+
+/// `journalctl -f | secure-link send` against `serve --idle-timeout 1`: a
+/// quiet spell longer than serve's idle limit ends the link, serve with its
+/// close_notify, and `send`, its stdin still open, exits 1 at once naming
+/// the closed link, instead of reading on and sending the next line into a
+/// closed connection.
+#[test]
+fn send_exits_when_the_server_ends_an_idle_link_while_its_input_is_open() {
+    use std::io::Write;
+    let ws = Workspace::new("idle-send");
+    let server = Server::start(&ws, &["--idle-timeout", "1"]);
+    let args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = secure_link(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first line\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(server.next_line(), "first line");
+    server.wait_stderr("the peer was silent for 1s");
+    // stdin stays open (held here): send must exit by itself.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "send still running with its input open after the link ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = stdin.write_all(b"second line\n");
+    drop(stdin);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("the server closed the link while input was still open, after 1 message(s)"),
+        "{stderr}"
+    );
+    assert!(
+        server
+            .stdout
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "a line after the end reached serve"
+    );
+}

@@ -17,7 +17,10 @@ async fn a_client_whose_stream_saw_the_server_vanish_refuses_to_send() {
     let (connector, acceptor) = endpoints(KEY);
     let (mut client, server) = connected_over(&connector, &acceptor, tcp_pair().await).await;
     client.send(Bytes::from("before")).await.unwrap();
-    // The server process dies: TCP FIN, no close_notify.
+    let mut server = server;
+    assert_eq!(server.next().await.unwrap().unwrap(), "before");
+    // The server process dies: TCP FIN (nothing unread, so no reset), no
+    // close_notify.
     drop(server.into_inner());
     let end = client.next().await;
     assert!(matches!(end, Some(Err(LinkError::Truncated))), "{end:?}");
@@ -57,4 +60,163 @@ async fn after_a_clean_end_the_other_direction_still_works() {
     assert_eq!(rx.next().await.unwrap().unwrap(), "late answer");
     closing.await.unwrap().unwrap();
     assert!(rx.next().await.is_none());
+}
+
+/// Awaits `future` on paused time, failing instead of hanging after a day
+/// of virtual time.
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(86_400), future)
+        .await
+        .expect("still waiting after a day: a deadline never fired")
+}
+
+/// A server that stops reading: the client's send makes no progress once
+/// the pipe is full, and fails after exactly the write timeout, naming it.
+#[tokio::test(start_paused = true)]
+async fn a_send_to_a_server_that_stopped_reading_fails_at_the_write_timeout() {
+    let limit = std::time::Duration::from_secs(5);
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_write_timeout(limit);
+    let (mut client, _server) = common::connected(&connector, &acceptor).await;
+    let started = tokio::time::Instant::now();
+    let sent = within(client.send(Bytes::from(vec![1u8; 1024 * 1024]))).await;
+    assert!(
+        matches!(sent, Err(LinkError::WriteTimeout(l)) if l == limit),
+        "{sent:?}"
+    );
+    assert_eq!(started.elapsed(), limit);
+}
+
+/// The same on the server's side: a client that does not read its replies.
+#[tokio::test(start_paused = true)]
+async fn a_reply_to_a_client_that_stopped_reading_fails_at_the_write_timeout() {
+    let limit = std::time::Duration::from_secs(7);
+    let (connector, acceptor) = endpoints(KEY);
+    let acceptor = acceptor.with_write_timeout(limit);
+    let (_client, mut server) = common::connected(&connector, &acceptor).await;
+    let started = tokio::time::Instant::now();
+    let replied = within(server.send(Bytes::from(vec![2u8; 1024 * 1024]))).await;
+    assert!(
+        matches!(replied, Err(LinkError::WriteTimeout(l)) if l == limit),
+        "{replied:?}"
+    );
+    assert_eq!(started.elapsed(), limit);
+}
+
+/// A server transport that reads at most `chunk` bytes per read, then
+/// waits `interval` before the next: a slow but live reader.
+struct SlowReader<IO> {
+    inner: IO,
+    chunk: usize,
+    interval: std::time::Duration,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SlowReader<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::{Poll, ready};
+        if let Some(pause) = &mut self.pause {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let mut room = vec![0u8; self.chunk.min(buf.remaining())];
+        let mut small = tokio::io::ReadBuf::new(&mut room);
+        ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut small))?;
+        buf.put_slice(small.filled());
+        self.pause = Some(Box::pin(tokio::time::sleep(self.interval)));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SlowReader<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Progress, not total time: a server reading 16 KiB every 2 s takes a
+/// 1 MiB message in about two minutes, against a 5 s write timeout, and the
+/// send succeeds (each write that leaves restarts the wait), flush and
+/// close included.
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_live_reader_never_trips_the_write_timeout() {
+    const MIB: usize = 1024 * 1024;
+    let limit = std::time::Duration::from_secs(5);
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector
+        .with_write_timeout(limit)
+        .with_max_frame_len(2 * MIB)
+        .with_close_timeout(std::time::Duration::from_secs(3600));
+    let acceptor = acceptor.with_max_frame_len(2 * MIB);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let slow = SlowReader {
+        inner: server_io,
+        chunk: 16 * 1024,
+        interval: std::time::Duration::from_secs(2),
+        pause: None,
+    };
+    let (mut client, mut server) =
+        common::connected_over(&connector, &acceptor, (client_io, slow)).await;
+    let reading = tokio::spawn(async move {
+        let got = server.next().await.unwrap().unwrap();
+        assert!(server.next().await.is_none());
+        server.close().await.unwrap();
+        got.len()
+    });
+    let started = tokio::time::Instant::now();
+    within(client.send(Bytes::from(vec![3u8; MIB])))
+        .await
+        .unwrap();
+    within(client.close()).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took > std::time::Duration::from_secs(60),
+        "{took:?}: not slow"
+    );
+    assert_eq!(within(reading).await.unwrap(), MIB);
+}
+
+/// A request/response client's idle limit: a server that never answers
+/// ends the client's stream with `IdleTimeout` after exactly the limit, and
+/// a reply in time restarts it.
+#[tokio::test(start_paused = true)]
+async fn a_client_idle_limit_ends_its_stream_when_the_server_is_silent() {
+    let idle = std::time::Duration::from_secs(3);
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector.with_idle_timeout(idle);
+    let (mut client, mut server) = common::connected(&connector, &acceptor).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    server.send(Bytes::from("in time")).await.unwrap();
+    assert_eq!(within(client.next()).await.unwrap().unwrap(), "in time");
+    let heard = tokio::time::Instant::now();
+    let verdict = within(client.next()).await;
+    assert!(
+        matches!(verdict, Some(Err(LinkError::IdleTimeout(l))) if l == idle),
+        "{verdict:?}"
+    );
+    assert_eq!(heard.elapsed(), idle);
+    assert!(client.next().await.is_none());
 }

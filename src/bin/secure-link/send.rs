@@ -53,6 +53,14 @@ pub(crate) struct Args {
     /// replies to be printed. Without that confirmation `send` exits 1.
     #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
     close_timeout: Duration,
+    /// Seconds a message may wait without the server taking any bytes
+    /// (a server that stopped reading, or a dead route): `send` then exits 1.
+    #[arg(long, default_value = "60", value_parser = crate::values::seconds)]
+    write_timeout: Duration,
+    /// Seconds without a reply from the server after which `send` exits 1
+    /// (for `serve --echo`; none by default: a plain server sends nothing).
+    #[arg(long, value_parser = crate::values::seconds)]
+    idle_timeout: Option<Duration>,
     /// How messages (arguments or stdin lines) are read and replies
     /// printed: text (as is; replies escaped as `serve` prints them), or
     /// hex/base64 (exact, any bytes).
@@ -75,7 +83,12 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .with_max_frame_len(args.max_frame_len)
         .with_auth_mode(crate::auth_mode(args.session_bound))
         .with_handshake_timeout(handshake_timeout)
-        .with_close_timeout(close_timeout);
+        .with_close_timeout(close_timeout)
+        .with_write_timeout(args.write_timeout);
+    let connector = match args.idle_timeout {
+        Some(idle) => connector.with_idle_timeout(idle),
+        None => connector,
+    };
     let connector = match (&args.cert_chain, &args.private_key) {
         (Some(chain), Some(key)) => {
             files::warn_if_exposed(key, "private key");
@@ -124,7 +137,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let (mut sink, mut replies) = client.split();
     // Replies (from `serve --echo`) go to stdout, one per line. The stream
     // ends cleanly only if the server confirms the end with close_notify.
-    let printer = tokio::spawn(async move {
+    let mut printer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         let mut line = Vec::new();
         while let Some(item) = replies.next().await {
@@ -142,7 +155,14 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         let mut line = Vec::new();
         loop {
             line.clear();
-            if stdin.read_until(b'\n', &mut line).await? == 0 {
+            // The link may end while stdin is quiet (`journalctl -f | send`
+            // after the server's idle limit): say so at once instead of
+            // reading on and sending into a closed link.
+            let read = tokio::select! {
+                read = stdin.read_until(b'\n', &mut line) => read?,
+                ended = &mut printer => return Err(ended_early(sent, ended)),
+            };
+            if read == 0 {
                 break;
             }
             if line.last() == Some(&b'\n') {
@@ -188,6 +208,19 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         Ok(Err(err)) => Err(Error::msg(format!("reply printer failed: {err}"))),
         Err(_) => Err(unconfirmed("no close_notify in time")),
     }
+}
+
+/// What `send` reports when the link ends while its input is still open:
+/// the server closed it (after its idle limit, say) or it failed.
+fn ended_early(sent: u64, ended: Result<Result<(), LinkError>, tokio::task::JoinError>) -> Error {
+    let cause = match ended {
+        Ok(Ok(())) => "the server closed the link".to_owned(),
+        Ok(Err(err)) => format!("the link failed: {}", files::explain(&err)),
+        Err(err) => format!("the reply printer failed: {err}"),
+    };
+    Error::msg(format!(
+        "{cause} while input was still open, after {sent} message(s); the rest of the input was not sent"
+    ))
 }
 
 /// Hands one message to the link (logged at debug) and counts it.

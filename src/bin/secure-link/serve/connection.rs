@@ -83,7 +83,7 @@ async fn run(
                     let reply = server.send(message.clone());
                     match tokio::time::timeout(settings.write_timeout, reply).await {
                         Ok(Ok(())) => traffic.sent(len),
-                        Ok(Err(err)) => {
+                        Ok(Err(err)) if !matches!(err, LinkError::WriteTimeout(_)) => {
                             let error = files::explain(&err);
                             warn!(
                                 %peer,
@@ -94,7 +94,9 @@ async fn run(
                             );
                             return Closed::of(&err);
                         }
-                        Err(_) => {
+                        // The link's own write timeout (no progress for
+                        // that long) or this bound on the whole reply.
+                        Ok(Err(_)) | Err(_) => {
                             let seconds = settings.write_timeout.as_secs_f64();
                             warn!(
                                 %peer,
@@ -122,6 +124,12 @@ async fn run(
             Err(err) => {
                 let closed = Closed::of(&err);
                 let error = files::explain(&err);
+                if matches!(err, LinkError::IdleTimeout(_)) {
+                    // A clean end the client can tell from a crash: our
+                    // close_notify (bounded), so its next send fails at
+                    // once instead of going into a closed connection.
+                    let _ = tokio::time::timeout(settings.write_timeout, server.close()).await;
+                }
                 warn!(
                     %peer,
                     event = "failed",

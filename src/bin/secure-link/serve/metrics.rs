@@ -172,7 +172,7 @@ impl Closed {
             LinkError::InvalidHmac => Closed::InvalidHmac,
             LinkError::FirstMessageTimeout(_) => Closed::FirstMessageTimeout,
             LinkError::IdleTimeout(_) => Closed::IdleTimeout,
-            LinkError::CloseTimeout(_) => Closed::WriteTimeout,
+            LinkError::CloseTimeout(_) | LinkError::WriteTimeout(_) => Closed::WriteTimeout,
             LinkError::HandshakeTimeout => Closed::Handshake,
             LinkError::Tls(_) => Closed::Tls,
             LinkError::FrameTooLarge { .. } => Closed::FrameTooLarge,

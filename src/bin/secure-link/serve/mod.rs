@@ -29,6 +29,9 @@ const DEFAULT_MAX_FIRST_FRAME_LEN: usize = 64 * 1024;
 /// How long shutdown waits for stdout to take what is queued.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The largest default `--write-timeout` (the idle timeout's default).
+const DEFAULT_WRITE_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -71,7 +74,9 @@ pub(crate) struct Args {
     #[arg(long, default_value = "300", value_parser = crate::values::seconds)]
     idle_timeout: Duration,
     /// Seconds a reply (`--echo`) or the closing close_notify may take to
-    /// write before the connection is dropped [default: the idle timeout].
+    /// write, and a write may wait without the client taking any bytes,
+    /// before the connection is dropped [default: the idle timeout, at
+    /// most 300].
     #[arg(long, value_parser = crate::values::seconds)]
     write_timeout: Option<Duration>,
     /// Require client certificates signed by this CA (PEM; mutual TLS):
@@ -114,8 +119,12 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         handshake: args.handshake_timeout,
         first_message: args.first_message_timeout,
         idle: args.idle_timeout,
+        // An idle limit of "inf" must not make a stalled write wait for ever.
+        write: args
+            .write_timeout
+            .unwrap_or(args.idle_timeout.min(DEFAULT_WRITE_TIMEOUT_MAX)),
     };
-    let write_timeout = args.write_timeout.unwrap_or(timeouts.idle);
+    let write_timeout = timeouts.write;
     let acceptor = ReloadableAcceptor::new(load_acceptor(&args, &timeouts)?);
     let settings = connection::Settings {
         echo: args.echo,
@@ -199,6 +208,7 @@ struct Timeouts {
     handshake: Duration,
     first_message: Duration,
     idle: Duration,
+    write: Duration,
 }
 
 /// Reads the certificate chain, private key, client CA and HMAC key files
@@ -247,6 +257,7 @@ fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Err
         .with_handshake_timeout(timeouts.handshake)
         .with_first_message_timeout(timeouts.first_message)
         .with_idle_timeout(timeouts.idle)
+        .with_write_timeout(timeouts.write)
         .with_auth_mode(crate::auth_mode(args.session_bound));
     let keys = fingerprints.join(", ");
     info!(event = "keys", %keys, "accepting HMAC keys {keys}");

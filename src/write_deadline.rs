@@ -1,0 +1,215 @@
+//! The write deadline of a link: a write, flush or shutdown that makes no
+//! progress for the limit fails with [`LinkError::WriteTimeout`], so a
+//! peer that stops taking bytes (a hung process, a black-holed route, a
+//! power cut without FIN or RST) is found out in that time instead of when
+//! the kernel gives up on the connection (about 15 minutes on Linux).
+//!
+//! Progress is counted in TLS bytes leaving for the transport: every write
+//! of records to it that takes some, not the end of a flush. A flush of a
+//! large buffer to a slow but live peer therefore never times out, however
+//! long it takes, as long as the peer takes something within each limit.
+//! To see those writes, the wrapper writes the TLS connection's pending
+//! records itself (rustls' `write_tls`) before handing the flush or
+//! shutdown to tokio-rustls, which then has only the transport's own flush
+//! left to do.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::rustls;
+
+use crate::LinkError;
+use crate::deadline::deadline_after;
+
+/// A TLS stream whose pending records can be written one `write_tls` at a
+/// time: tokio-rustls' client and server streams.
+pub(crate) trait TlsTransport: AsyncRead + AsyncWrite + Unpin {
+    /// Writes pending TLS records to the transport, once: `Ok(0)` when
+    /// none are pending, `Ok(n)` for `n` bytes taken, `Pending` when the
+    /// transport takes nothing now.
+    fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>;
+}
+
+macro_rules! tls_transport {
+    ($stream:ty) => {
+        impl<IO: AsyncRead + AsyncWrite + Unpin> TlsTransport for $stream {
+            fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+                let (io, conn) = self.get_mut();
+                write_tls(io, conn, cx)
+            }
+        }
+    };
+}
+tls_transport!(tokio_rustls::client::TlsStream<IO>);
+tls_transport!(tokio_rustls::server::TlsStream<IO>);
+
+fn write_tls<IO: AsyncWrite + Unpin, D>(
+    io: &mut IO,
+    conn: &mut rustls::ConnectionCommon<D>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if !conn.wants_write() {
+        return Poll::Ready(Ok(0));
+    }
+    match conn.write_tls(&mut SyncWriter { io, cx }) {
+        Ok(0) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+        Ok(written) => Poll::Ready(Ok(written)),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        Err(err) => Poll::Ready(Err(err)),
+    }
+}
+
+/// An `AsyncWrite` seen as a `std::io::Write` for one poll: `Pending` is
+/// `WouldBlock` (the waker is registered).
+struct SyncWriter<'a, 'b, IO> {
+    io: &'a mut IO,
+    cx: &'a mut Context<'b>,
+}
+
+impl<IO: AsyncWrite + Unpin> io::Write for SyncWriter<'_, '_, IO> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match Pin::new(&mut *self.io).poll_flush(self.cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// A TLS stream with a write deadline (none when `limit` is `None`).
+#[derive(Debug)]
+pub(crate) struct WriteDeadline<T> {
+    inner: T,
+    limit: Option<Duration>,
+    /// Running while a write waits on the peer; reset by any progress.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    pub(crate) fn new(inner: T, limit: Option<Duration>) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+
+    /// Bytes left: the wait, if any, starts again.
+    fn progressed(&mut self) {
+        self.timer = None;
+    }
+
+    /// The peer took nothing: `Pending` while the limit has not passed
+    /// since the last progress, then the timeout.
+    fn waiting<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let Some(limit) = self.limit else {
+            return Poll::Pending;
+        };
+        let timer = self.timer.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(deadline_after(
+                Instant::now(),
+                limit,
+            )))
+        });
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.timer = None;
+                Poll::Ready(Err(LinkError::WriteTimeout(limit).into()))
+            }
+        }
+    }
+}
+
+impl<T: TlsTransport> WriteDeadline<T> {
+    /// Writes every pending TLS record, counting each write that takes
+    /// bytes as progress.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match self.inner.poll_write_tls(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(_)) => self.progressed(),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return self.waiting(cx),
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: TlsTransport> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                self.progressed();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_pending(cx))?;
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(result) => {
+                self.progressed();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_pending(cx))?;
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Ready(result) => {
+                self.progressed();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+}
