@@ -44,6 +44,7 @@ start_capture() { # port file
   tcpdump --immediate-mode -i lo -U -n -w "$2" "tcp port $1" 2>"$2.log" &
   pids+=($!)
   capture_pid=$!
+  capture_file=$2
   for _ in $(seq 100); do
     grep -q "listening on" "$2.log" 2>/dev/null && return 0
     kill -0 "$capture_pid" 2>/dev/null || skip "tcpdump cannot capture here: $(cat "$2.log")"
@@ -51,8 +52,12 @@ start_capture() { # port file
   done
   skip "tcpdump did not start: $(cat "$2.log")"
 }
-stop_capture() {
-  sleep 0.2 # let the last packets reach the capture buffer
+stop_capture() { # port: first wait (at most 10 s) until the capture holds
+  # a FIN from each side of that port's connection
+  for _ in $(seq 200); do
+    [ "$(python3 "$(dirname "$0")/pcap-flows.py" "$capture_file" "$1" 2>/dev/null | grep -c 'fin=1')" -ge 2 ] && break
+    sleep 0.05
+  done
   kill -INT "$capture_pid"
   wait "$capture_pid" 2>/dev/null || true
 }
@@ -92,7 +97,7 @@ session() { # name messages|none [extra flags...]
     --server-name localhost --ca "$work/pki/ca.pem" --hmac-key "$work/key.hex" "$@" \
     >"$work/$name-replies.txt" 2>"$work/$name-send.log" \
     || { echo "wire-capture: FAIL ($name): send failed: $(cat "$work/$name-send.log")"; exit 1; }
-  stop_capture
+  stop_capture "$port"
   kill "$serve_pid" 2>/dev/null || true
   summary=$(flows "$work/$name.pcap" "$port")
   local count; count=$(packets "$work/$name.pcap")
@@ -142,7 +147,7 @@ PY
 pids+=($!)
 for _ in $(seq 100); do grep -q ready "$work/plain-received.txt" && break; sleep 0.05; done
 python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.argv[2].encode()+b"\n"); s.close()' "$port" "$marker"
-stop_capture
+stop_capture "$port"
 plain_packets=$(packets "$work/plain.pcap")
 
 echo "wire-capture: plain-TCP control:   $plain_packets packets captured on lo; marker present: $(has_marker "$work/plain.pcap" && echo yes || echo NO)"

@@ -123,6 +123,9 @@ impl SecureConnector {
     /// take (default [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::DEFAULT_HANDSHAKE_TIMEOUT),
     /// 10 s, as on the server). A server that accepts the connection but
     /// never answers fails `connect` with [`LinkError::HandshakeTimeout`].
+    ///
+    /// A limit too large for the clock (`Duration::MAX`) means none; zero
+    /// fails every handshake that is not done at once.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -142,6 +145,8 @@ impl SecureConnector {
     /// as TLS 1.3 session tickets. Closing a socket with unread data makes
     /// the kernel send a TCP reset, and a reset can make the server's kernel
     /// discard frames the server has received but not yet read.
+    ///
+    /// A limit too large for the clock (`Duration::MAX`) means none.
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
@@ -167,7 +172,8 @@ impl SecureConnector {
     /// ends. For request/response clients. The limit runs from `connect`
     /// until the first message arrives whole, then from the last read
     /// that brought any bytes (a large reply arriving slowly is not
-    /// silence). Checked while the stream is polled.
+    /// silence). Checked while the stream is polled. `Duration::MAX` means
+    /// no limit.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self

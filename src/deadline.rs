@@ -46,8 +46,10 @@ impl ReadDeadline {
             (None, Some(limit)) => Some(BeforeFirst::Idle(limit)),
             (None, None) => None,
         };
+        // No timer for a limit too far for the clock: it never fires.
         let timer = before_first
-            .map(|first| Box::pin(tokio::time::sleep_until(deadline_after(now, first.limit()))));
+            .and_then(|first| deadline_after(now, first.limit()))
+            .map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         ReadDeadline {
             before_first,
             idle,
@@ -71,8 +73,11 @@ impl ReadDeadline {
         // the fallback keeps the deadline sound if that ever changes.
         self.last_heard = heard.unwrap_or_else(Instant::now);
         if self.before_first.take().is_some() {
-            match self.idle {
-                Some(idle) => timer.as_mut().reset(deadline_after(self.last_heard, idle)),
+            match self
+                .idle
+                .and_then(|idle| deadline_after(self.last_heard, idle))
+            {
+                Some(deadline) => timer.as_mut().reset(deadline),
                 None => self.timer = None,
             }
         }
@@ -103,7 +108,7 @@ impl ReadDeadline {
                 });
             }
             let idle = self.idle?;
-            let deadline = deadline_after(self.last_heard, idle);
+            let deadline = deadline_after(self.last_heard, idle)?;
             if deadline <= Instant::now() {
                 return Some(LinkError::IdleTimeout(idle));
             }
@@ -118,13 +123,10 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// `at + limit`, saturated: a limit past what an `Instant` can hold
 /// (`Duration::MAX`, say) is a deadline [`FAR_FUTURE`] away, never a
-/// panic. Limits are user input.
-pub(crate) fn deadline_after(at: Instant, limit: Duration) -> Instant {
-    at.checked_add(limit)
-        .or_else(|| at.checked_add(FAR_FUTURE))
-        // 30 years always fit (tokio adds them to any instant); `at` only
-        // keeps this free of a panic path.
-        .unwrap_or(at)
+/// panic; `None` (no deadline at all) if even that does not fit. Limits
+/// are user input.
+pub(crate) fn deadline_after(at: Instant, limit: Duration) -> Option<Instant> {
+    at.checked_add(limit).or_else(|| at.checked_add(FAR_FUTURE))
 }
 
 /// The limit the timer runs against before the first message: the

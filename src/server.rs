@@ -1,6 +1,7 @@
 //! The server end: [`SecureAcceptor`] makes a [`SecureServer`].
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -181,6 +182,9 @@ impl SecureAcceptor {
 
     /// Sets how long a client has to complete the TLS handshake (default
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    ///
+    /// A limit too large for the clock (`Duration::MAX`) means none; zero
+    /// fails every handshake that is not done at once.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -192,6 +196,8 @@ impl SecureAcceptor {
     ///
     /// This bounds what a client that completes the handshake but never
     /// proves it holds the key can cost.
+    ///
+    /// A limit too large for the clock (`Duration::MAX`) means none.
     pub fn with_first_message_timeout(mut self, timeout: Duration) -> Self {
         self.first_message_timeout = Some(timeout);
         self
@@ -209,7 +215,8 @@ impl SecureAcceptor {
     /// time is silence until it is whole). The deadline is checked while
     /// the stream is polled. Without a first-message limit, the idle limit
     /// also runs from the handshake to the first message, and its expiry
-    /// there is reported as [`LinkError::IdleTimeout`] too.
+    /// there is reported as [`LinkError::IdleTimeout`] too. A limit too
+    /// large for the clock (`Duration::MAX`) means none.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
@@ -314,9 +321,9 @@ impl fmt::Debug for SecureAcceptor {
 /// A server dropped without `close()` after its stream reached the
 /// client's clean end does the same, best effort: it writes what it holds
 /// and the alert in one attempt that does not wait for the transport, so
-/// the usual loop below followed by the end of scope confirms the end in
-/// practice; only `close()` makes sure. Dropped before its stream's end,
-/// it confirms nothing.
+/// the loop below without its `close()`, followed by the end of scope,
+/// confirms the end in practice; only `close()` makes sure. Dropped before
+/// its stream's end, or while its thread panics, it confirms nothing.
 ///
 /// Once the stream has met the end of the connection without
 /// `close_notify` ([`LinkError::Truncated`], [`LinkError::Io`],
@@ -373,21 +380,34 @@ type Link<IO> = link::FramedLink<Heard<WriteDeadline<TlsStream<IO>>>>;
 /// gives up on the rest. The usual server loop, `while let Some(m) =
 /// server.next().await { .. }` and then the end of scope, thus lets the
 /// client's `close()` return `Ok`. Before the stream's end, or after
-/// `close()` started, it does nothing: the client learns that the link was
-/// cut.
+/// `close()` started, or while the thread panics, it does nothing: the
+/// client learns that the link was cut. (So the client's `Ok` from
+/// `close()` means that the server's stream reached the end, not that its
+/// application finished with the last message; a server that must say
+/// that calls `close()` once it has.)
 fn confirm_end<IO: AsyncRead + AsyncWrite + Unpin>(server: &mut SecureServer<IO>) {
     if !server.clean_end || server.closed || server.lost.is_some() {
         return;
     }
+    let Some(framed) = &mut server.framed else {
+        return;
+    };
     let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    if let Some(framed) = &mut server.framed {
-        let _one_attempt = Pin::new(framed).poll_close(&mut cx);
-    }
+    // Outside the task's co-operative budget: the loop's last read may
+    // have spent it, and tokio would then refuse this write at once.
+    let mut one_attempt = tokio::task::coop::unconstrained(futures::future::poll_fn(|cx| {
+        Pin::new(&mut *framed).poll_close(cx)
+    }));
+    let _ = Pin::new(&mut one_attempt).poll(&mut cx);
 }
 
 impl<IO> Drop for SecureServer<IO> {
     fn drop(&mut self) {
-        (self.on_drop)(self);
+        // A server dropped while its task panics did not finish its work:
+        // the client must not be told the end went well.
+        if !std::thread::panicking() {
+            (self.on_drop)(self);
+        }
     }
 }
 
@@ -405,7 +425,8 @@ impl<IO> SecureServer<IO> {
     }
 
     /// The TLS stream underneath. Frames buffered for reading or writing are
-    /// lost: flush first.
+    /// lost: flush first. It never confirms the client's end (see the
+    /// type's docs on drop): that is the caller's now.
     pub fn into_inner(mut self) -> TlsStream<IO> {
         match self.framed.take() {
             Some(framed) => framed.into_inner().into_inner().into_inner(),

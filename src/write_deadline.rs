@@ -135,12 +135,16 @@ impl<T> WriteDeadline<T> {
         let Some(limit) = self.limit else {
             return Poll::Pending;
         };
-        let timer = self.timer.get_or_insert_with(|| {
-            Box::pin(tokio::time::sleep_until(deadline_after(
-                Instant::now(),
-                limit,
-            )))
-        });
+        if self.timer.is_none() {
+            // A limit too far for the clock: no deadline at all.
+            let Some(deadline) = deadline_after(Instant::now(), limit) else {
+                return Poll::Pending;
+            };
+            self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        let Some(timer) = self.timer.as_mut() else {
+            return Poll::Pending;
+        };
         match timer.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {

@@ -867,22 +867,34 @@ fn flag_values_too_large_mean_never_and_out_of_range_ones_are_usage_errors() {
     assert_eq!(server.next_line(), "served");
     server.wait_stderr("closed cleanly after 1 messages");
 
+    // A serve that accepted a bad value would run: killed after PATIENCE.
     let serve = |flag: &str| {
-        let out = run(
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--cert-chain",
-                &ws.arg("pki/server-chain.pem"),
-                "--private-key",
-                &ws.arg("pki/server-key.pem"),
-                "--hmac-key",
-                &ws.arg("key.hex"),
-                flag,
-            ],
-            "",
-        );
+        let mut child = secure_link(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-chain",
+            &ws.arg("pki/server-chain.pem"),
+            "--private-key",
+            &ws.arg("pki/server-key.pem"),
+            "--hmac-key",
+            &ws.arg("key.hex"),
+            flag,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
         (out.status.code(), text(&out.stderr))
     };
     for (flag, says) in [
@@ -954,4 +966,66 @@ fn send_exits_when_the_server_ends_an_idle_link_while_its_input_is_open() {
             .is_err(),
         "a line after the end reached serve"
     );
+}
+
+/// `send --close-timeout`: how long send waits for the server to confirm
+/// the end. A server that reads everything but never answers close_notify:
+/// with 1 s, send exits 1 saying so; a server that answers: exit 0.
+#[test]
+fn send_waits_its_close_timeout_for_the_server_to_confirm() {
+    use futures::StreamExt;
+    let ws = Workspace::new("close-timeout");
+    let chain = std::fs::read_to_string(ws.path("pki/server-chain.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(ws.path("pki/server-key.pem")).unwrap();
+    let hmac = std::fs::read_to_string(ws.path("key.hex")).unwrap();
+    let acceptor = secure_link::SecureAcceptor::new(
+        &chain,
+        &key_pem,
+        secure_link::HmacKey::from_hex(&hmac).unwrap(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // First connection: read to the end, then hold the link unanswered.
+    // Second: read to the end and answer.
+    let server = runtime.spawn(async move {
+        let mut held = Vec::new();
+        for answer in [false, true] {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut server = acceptor.accept(tcp).await.unwrap();
+            while let Some(message) = server.next().await {
+                message.unwrap();
+            }
+            if answer {
+                futures::SinkExt::close(&mut server).await.unwrap();
+            } else {
+                held.push(server);
+            }
+        }
+        held
+    });
+    let send_with = |limit: &str| {
+        let mut args = ws.send_args(&addr, "key.hex", "pki/ca.pem");
+        args.drain(1..3); // send_args' own --close-timeout
+        args.extend(["--close-timeout".into(), limit.into(), "hello".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, "")
+    };
+    let out = send_with("1");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no close_notify within 1s"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = send_with("120");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(runtime.block_on(server).unwrap());
 }

@@ -390,7 +390,7 @@ async fn silent_client_hits_the_handshake_timeout() {
 /// must not hold `connect` for ever. Default 10 s, like the server's.
 #[tokio::test(start_paused = true)]
 async fn connect_to_a_silent_server_hits_the_clients_handshake_timeout() {
-    let (connector, _) = endpoints(KEY);
+    let (connector, _) = common::default_endpoints(KEY);
     for (connector, limit) in [
         (connector.clone(), Duration::from_secs(10)),
         (

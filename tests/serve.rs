@@ -189,9 +189,13 @@ fn the_default_connection_cap_fits_the_descriptor_limit() {
         "info",
     );
     server.wait_stderr("serving at most 36 connections at once");
+    let before = server.open_descriptors();
     let held: Vec<TcpStream> = (0..150)
         .map(|_| TcpStream::connect(&server.addr).unwrap())
         .collect();
+    // The cap is full (36 accepted) before anything lets go: without the
+    // cap, serve would go on accepting into EMFILE here.
+    server.wait_until(|server| server.open_descriptors() >= before + 36);
     // An honest client queued behind them is served once they go.
     let ws_path = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
     let sender = std::thread::spawn(move || {

@@ -249,6 +249,25 @@ impl Server {
             .unwrap()
     }
 
+    /// How many descriptors the server holds open (/proc/PID/fd).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
+    /// Polls `done` until it holds, at most `PATIENCE`.
+    pub fn wait_until(&self, done: impl Fn(&Self) -> bool) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !done(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve never got there"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// CPU time used so far, in clock ticks (utime + stime).
     pub fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();

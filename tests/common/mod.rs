@@ -19,8 +19,23 @@ pub fn pki() -> CertBundle {
     certs::generate(&["localhost", "127.0.0.1"]).unwrap()
 }
 
-/// A connector and an acceptor for one fresh PKI, both holding `key`.
+/// A connector and an acceptor for one fresh PKI, both holding `key`,
+/// with handshake and close timeouts far above what a loaded machine needs
+/// (the defaults, 10 s and 2 s, are timing assertions in a test over real
+/// I/O). Tests of the defaults use [`default_endpoints`].
 pub fn endpoints(key: &[u8]) -> (SecureConnector, SecureAcceptor) {
+    let patience = std::time::Duration::from_secs(120);
+    let (connector, acceptor) = default_endpoints(key);
+    (
+        connector
+            .with_handshake_timeout(patience)
+            .with_close_timeout(patience),
+        acceptor.with_handshake_timeout(patience),
+    )
+}
+
+/// [`endpoints`] with the library's default timeouts.
+pub fn default_endpoints(key: &[u8]) -> (SecureConnector, SecureAcceptor) {
     let pki = pki();
     let connector = SecureConnector::new(&pki.ca_pem, key).unwrap();
     let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, key).unwrap();

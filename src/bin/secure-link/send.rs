@@ -187,6 +187,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
              ({cause}): it may have rejected them (wrong HMAC key?) or failed"
         ))
     };
+    // One deadline for both waits: the close and the last replies.
+    let closing = tokio::time::Instant::now();
     if let Err(err) = sink.close().await {
         let cause = match &err {
             LinkError::CloseTimeout(limit) => format!("no close_notify within {limit:?}"),
@@ -194,7 +196,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         };
         return Err(unconfirmed(&cause));
     }
-    let confirmed = tokio::time::timeout(close_timeout, printer).await;
+    let left = close_timeout.saturating_sub(closing.elapsed());
+    let confirmed = tokio::time::timeout(left, printer).await;
     match confirmed {
         Ok(Ok(Ok(()))) => {
             info!("sent {sent} message(s); the server confirmed the end of the link");

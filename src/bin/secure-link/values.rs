@@ -17,7 +17,11 @@ pub(crate) fn seconds(value: &str) -> Result<Duration, String> {
         return Err(format!("must be a positive number of seconds, not {value}"));
     }
     // Cannot fail for a positive number but by overflow.
-    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+    let duration = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+    if duration.is_zero() {
+        return Err(format!("{value} seconds is less than a nanosecond"));
+    }
+    Ok(duration)
 }
 
 /// `--max-connections`: at least 1, at most what tokio's semaphore counts
@@ -49,7 +53,7 @@ mod tests {
         for huge in ["18446744073709551615", "1e30", "inf"] {
             assert_eq!(seconds(huge), Ok(Duration::MAX), "{huge}");
         }
-        for bad in ["0", "-1", "NaN", "-inf", "ten", ""] {
+        for bad in ["0", "-1", "NaN", "-inf", "ten", "", "1e-10"] {
             assert!(seconds(bad).is_err(), "{bad}");
         }
     }
