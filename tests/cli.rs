@@ -1029,3 +1029,66 @@ fn send_waits_its_close_timeout_for_the_server_to_confirm() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     drop(runtime.block_on(server).unwrap());
 }
+
+/// TCP keepalive is on for `serve`'s and `send`'s connections, with the
+/// flags' settings: the kernel shows a keepalive timer of at most
+/// `--keepalive-idle` on both sockets of a quiet link (`ss -o`; the
+/// system's default idle time is two hours).
+#[test]
+fn serve_and_send_turn_on_tcp_keepalive_with_their_settings() {
+    use std::io::Write;
+    let Ok(probe) = Command::new("ss").arg("-V").output() else {
+        panic!("`ss` (iproute2) is needed: .ci/run installs it");
+    };
+    assert!(probe.status.success());
+    let ws = Workspace::new("keepalive");
+    let server = Server::start(&ws, &["--keepalive-idle", "7", "--keepalive-interval", "3"]);
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend(["--keepalive-idle", "9"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = secure_link(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(server.next_line(), "hello");
+    // The link is open and quiet: each end's socket has a keepalive timer.
+    let timer = |filter: &str| {
+        let out = Command::new("ss")
+            .args(["-tnoH", "state", "established", filter])
+            .output()
+            .unwrap();
+        let text = text(&out.stdout);
+        let at = text
+            .find("timer:(keepalive,")
+            .unwrap_or_else(|| panic!("no keepalive timer for {filter}: {text}"));
+        let value: String = text[at + "timer:(keepalive,".len()..]
+            .chars()
+            .take_while(|c| *c != ',')
+            .collect();
+        // "6.9sec", "812ms", "1min2sec"
+        if let Some(ms) = value.strip_suffix("ms") {
+            ms.parse::<f64>().unwrap() / 1000.0
+        } else if let Some(sec) = value.strip_suffix("sec") {
+            match sec.split_once("min") {
+                Some((min, sec)) => {
+                    min.parse::<f64>().unwrap() * 60.0 + sec.parse::<f64>().unwrap()
+                }
+                None => sec.parse::<f64>().unwrap(),
+            }
+        } else {
+            panic!("keepalive timer {value:?} for {filter}")
+        }
+    };
+    let served = timer(&format!("( sport = :{port} )"));
+    let sending = timer(&format!("( dport = :{port} )"));
+    assert!(served <= 7.0, "serve's keepalive timer {served} s");
+    assert!(sending <= 9.0, "send's keepalive timer {sending} s");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

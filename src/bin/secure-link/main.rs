@@ -19,6 +19,7 @@ mod demo;
 mod files;
 mod format;
 mod generate;
+mod keepalive;
 mod relay;
 mod send;
 mod serve;

@@ -66,6 +66,8 @@ pub(crate) struct Args {
     /// hex/base64 (exact, any bytes).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    keepalive: crate::keepalive::Keepalive,
     /// Messages to send, one per argument. Without any, each line of stdin
     /// is one message (without its newline; an empty line is an empty
     /// message).
@@ -108,6 +110,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .map_err(|_| Error::msg(format!("connecting to {} timed out", args.connect)))?
         .map_err(|err| Error::msg(format!("cannot connect to {}: {err}", args.connect)))?;
     let _ = tcp.set_nodelay(true);
+    if let Err(err) = args.keepalive.apply(&tcp) {
+        tracing::warn!("cannot turn on TCP keepalive: {err}");
+    }
     let client = connector
         .connect(&args.server_name, tcp)
         .await

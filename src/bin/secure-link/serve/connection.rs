@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub(crate) echo: bool,
     /// How long a reply or the closing `close_notify` may take to write.
     pub(crate) write_timeout: Duration,
+    /// TCP keepalive for every connection.
+    pub(crate) keepalive: crate::keepalive::Keepalive,
 }
 
 /// Serves one connection; `_slot` holds its place under the connection
@@ -46,6 +48,9 @@ async fn run(
     settings: Settings,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
+    if let Err(err) = settings.keepalive.apply(&tcp) {
+        warn!(%peer, event = "keepalive_failed", error = %err, "cannot turn on TCP keepalive: {err}");
+    }
     let mut server = match acceptor.accept(tcp).await {
         Ok(server) => server,
         Err(err) => {

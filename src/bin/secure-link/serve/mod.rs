@@ -99,6 +99,8 @@ pub(crate) struct Args {
     /// peer address, the event and its fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    #[command(flatten)]
+    keepalive: crate::keepalive::Keepalive,
     /// Serve Prometheus metrics over HTTP on this address, e.g.
     /// 127.0.0.1:9100 (any GET path answers). Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -129,6 +131,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let settings = connection::Settings {
         echo: args.echo,
         write_timeout,
+        keepalive: args.keepalive,
     };
 
     // Before "listening on": a signal sent as soon as that line is seen
