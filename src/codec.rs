@@ -108,9 +108,10 @@ const MAX_RESERVE_AHEAD: usize = 256 * 1024;
 /// in tests/codec.rs).
 const READ_ROOM: usize = 16 * 1024;
 
-/// The smallest fresh allocation the decoder makes for its read buffer, and
-/// the initial capacity of the read buffers of this crate's links: reads
-/// of up to 32 KiB take many small frames at a time.
+/// The smallest fresh allocation the decoder makes for its read buffer:
+/// reads of up to 32 KiB take many small frames at a time. (The links of
+/// this crate start with a smaller buffer, 8 KiB, `link::IDLE_READ_BUFFER`,
+/// and come here once a frame needs more.)
 pub(crate) const MIN_READ_BUFFER: usize = 32 * 1024;
 
 /// The largest payload the format can describe (`u32::MAX`), or on a

@@ -159,9 +159,12 @@ impl SecureAcceptor {
 
     /// Requires a client certificate that chains to a root in
     /// `client_ca_pem` (mutual TLS). A client without one, or with one from
-    /// another CA, fails the handshake with [`LinkError::Tls`] (the reason
-    /// in its message), on both ends. [`SecureServer::peer_identity`] then
-    /// names each client. The HMAC key is still required.
+    /// another CA, fails the server's `accept` with [`LinkError::Tls`] (the
+    /// reason in its message). In TLS 1.3 the client's `connect` returns
+    /// before the server's verdict: the client learns it from the alert
+    /// that its next read, flush or `close()` meets.
+    /// [`SecureServer::peer_identity`] then names each client. The HMAC key
+    /// is still required.
     ///
     /// # Errors
     ///
