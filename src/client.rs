@@ -158,9 +158,10 @@ impl SecureConnector {
     /// limit. A server that stopped reading (a hung process, a black-holed
     /// route, a power cut) is found out in that time, not when the kernel
     /// gives up on the connection (about 15 minutes on Linux). Progress is
-    /// any TLS bytes the transport takes, so a slow but live server never
-    /// trips it however long a large message takes. `Duration::MAX` means
-    /// no limit.
+    /// any bytes the link hands on (into rustls' buffer, or TLS records to
+    /// the transport), so a slow but live server never trips it however
+    /// long a large message takes. After it, every send, flush or close
+    /// on the link fails the same way. `Duration::MAX` means no limit.
     pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
         self
@@ -171,8 +172,8 @@ impl SecureConnector {
     /// nothing): past it the stream yields [`LinkError::IdleTimeout`] and
     /// ends. For request/response clients. The limit runs from `connect`
     /// until the first message arrives whole, then from the last read
-    /// that brought any bytes (a large reply arriving slowly is not
-    /// silence). Checked while the stream is polled. `Duration::MAX` means
+    /// that brought any bytes, a TLS record at least (a large reply
+    /// arriving slowly is not silence). It runs during `close()` too. Checked while the stream is polled. `Duration::MAX` means
     /// no limit.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
@@ -468,6 +469,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
                     self.finish(Ok(()));
                     continue;
                 }
+                // The stream's own idle limit passed: the connection is
+                // still there, and its close_notify may yet come.
+                ReadEnd::Failed(LinkError::IdleTimeout(_)) => {}
                 ReadEnd::Failed(err) => {
                     let err = err.duplicate();
                     self.finish(Err(err));
@@ -491,6 +495,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
             match Pin::new(&mut self.framed).poll_next(&mut read_cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.queued_bytes += frame.len();
+                    let heard = self.framed.get_ref().last_read();
+                    self.deadline.on_message(heard);
                     self.read_while_closing.push_back(Ok(frame));
                     self.wakers.wake(Reader::Stream);
                 }

@@ -8,7 +8,10 @@
 //! is silent until the frame is whole, and the first-message limit bounds
 //! the whole first frame (an anonymous peer cannot hold a connection by
 //! dribbling). After it, any bytes read count as heard: a large message
-//! arriving slower than the idle limit is not silence. A message taken
+//! arriving slower than the idle limit is not silence. The link reads
+//! above TLS, so "bytes" means a TLS record (at most 16 KiB of plaintext)
+//! decrypted: a peer sending less than one record per idle limit is
+//! silent to it. A message taken
 //! late by the application counts from the read that brought it, not
 //! from when it was taken; bytes the server has not read yet (its own
 //! backlog in the socket) are not seen until it reads them, which only

@@ -92,7 +92,10 @@ pub enum LinkError {
     /// ([`SecureConnector::with_write_timeout`](crate::SecureConnector::with_write_timeout),
     /// [`SecureAcceptor::with_write_timeout`](crate::SecureAcceptor::with_write_timeout)):
     /// the peer took no bytes for that long (it stopped reading, hung, or
-    /// is unreachable). What was not taken is not sent.
+    /// is unreachable). The link's sending side is over: a frame may be
+    /// half written, and every later send, flush or close fails the same
+    /// way at once. Whether the peer got the messages sent before it is
+    /// unknown.
     #[error("the peer took no bytes for {0:?}")]
     WriteTimeout(std::time::Duration),
 

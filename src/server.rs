@@ -210,9 +210,10 @@ impl SecureAcceptor {
     /// no limit). On expiry the server's stream yields
     /// [`LinkError::IdleTimeout`] and ends.
     ///
-    /// Silence is measured from the last read that brought bytes in, once
-    /// the first message has verified: a large message arriving slower than
-    /// the limit is not silence, and a message the application takes late
+    /// Silence is measured from the last read that brought bytes in (a TLS
+    /// record, at most 16 KiB of plaintext), once the first message has
+    /// verified: a large message arriving slower than the limit is not
+    /// silence, and a message the application takes late
     /// counts from when it was read, not taken. Before the first message
     /// only a whole message counts (a first frame trickled in a byte at a
     /// time is silence until it is whole). The deadline is checked while
@@ -230,8 +231,10 @@ impl SecureAcceptor {
     /// past it the call fails with [`LinkError::WriteTimeout`] naming the
     /// limit. A client that stopped reading, or vanished without FIN or
     /// RST, then holds the connection for at most that long on a write.
-    /// Progress is any TLS bytes the transport takes, so a slow but live
-    /// client never trips it. `Duration::MAX` means no limit.
+    /// Progress is any bytes the link hands on (into rustls' buffer, or TLS
+    /// records to the transport), so a slow but live client never trips
+    /// it. After it, every reply, flush or close on the link fails the
+    /// same way. `Duration::MAX` means no limit.
     pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
         self
@@ -395,6 +398,8 @@ fn confirm_end<IO: AsyncRead + AsyncWrite + Unpin>(server: &mut SecureServer<IO>
     let Some(framed) = &mut server.framed else {
         return;
     };
+    // One attempt, no timer: this may run outside any runtime.
+    framed.get_mut().get_mut().disarm();
     let mut cx = Context::from_waker(futures::task::noop_waker_ref());
     // Outside the task's co-operative budget: the loop's last read may
     // have spent it, and tokio would then refuse this write at once.

@@ -4,8 +4,9 @@
 //! power cut without FIN or RST) is found out in that time instead of when
 //! the kernel gives up on the connection (about 15 minutes on Linux).
 //!
-//! Progress is counted in TLS bytes leaving for the transport: every write
-//! of records to it that takes some, not the end of a flush. A flush of a
+//! Progress is counted in bytes the link hands on: plaintext rustls takes
+//! into its buffer (at most 64 KiB ahead of the transport), and every
+//! write of TLS records that the transport takes, not the end of a flush. A flush of a
 //! large buffer to a slow but live peer therefore never times out, however
 //! long it takes, as long as the peer takes something within each limit.
 //! To see those writes, the wrapper writes the TLS connection's pending
@@ -101,6 +102,9 @@ pub(crate) struct WriteDeadline<T> {
     limit: Option<Duration>,
     /// Running while a write waits on the peer; reset by any progress.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The limit passed once: the link's writes are over (a frame may be
+    /// half written), and every later write fails the same way at once.
+    timed_out: Option<Duration>,
 }
 
 impl<T> WriteDeadline<T> {
@@ -109,7 +113,21 @@ impl<T> WriteDeadline<T> {
             inner,
             limit,
             timer: None,
+            timed_out: None,
         }
+    }
+
+    /// No deadline from now on (a last attempt that must not arm a timer,
+    /// say from `Drop`, possibly outside a runtime).
+    pub(crate) fn disarm(&mut self) {
+        self.limit = None;
+        self.timer = None;
+    }
+
+    /// The error of a deadline that passed earlier, if one did.
+    fn timed_out<R>(&self) -> Option<Poll<io::Result<R>>> {
+        self.timed_out
+            .map(|limit| Poll::Ready(Err(LinkError::WriteTimeout(limit).into())))
     }
 
     pub(crate) fn get_ref(&self) -> &T {
@@ -149,6 +167,7 @@ impl<T> WriteDeadline<T> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 self.timer = None;
+                self.timed_out = Some(limit);
                 Poll::Ready(Err(LinkError::WriteTimeout(limit).into()))
             }
         }
@@ -186,6 +205,9 @@ impl<T: TlsTransport> AsyncWrite for WriteDeadline<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(timed_out) = self.timed_out() {
+            return timed_out;
+        }
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Ready(result) => {
                 self.progressed();
@@ -196,6 +218,9 @@ impl<T: TlsTransport> AsyncWrite for WriteDeadline<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(timed_out) = self.timed_out() {
+            return timed_out;
+        }
         ready!(self.poll_write_pending(cx))?;
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Ready(result) => {
@@ -207,6 +232,9 @@ impl<T: TlsTransport> AsyncWrite for WriteDeadline<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(timed_out) = self.timed_out() {
+            return timed_out;
+        }
         ready!(self.poll_write_pending(cx))?;
         match Pin::new(&mut self.inner).poll_shutdown(cx) {
             Poll::Ready(result) => {

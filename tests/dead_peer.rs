@@ -220,3 +220,48 @@ async fn a_client_idle_limit_ends_its_stream_when_the_server_is_silent() {
     assert_eq!(heard.elapsed(), idle);
     assert!(client.next().await.is_none());
 }
+
+/// After a write timeout the link's sending side is over: a frame may be
+/// half written, so a later send, flush or `close()` fails the same way at
+/// once instead of waiting another limit (and, if the peer came back,
+/// delivering a message the application may have sent again). `close()`
+/// to a server that stopped reading fails at the limit too.
+#[tokio::test(start_paused = true)]
+async fn a_write_timeout_is_final_and_bounds_close_too() {
+    let limit = std::time::Duration::from_secs(5);
+    let (connector, acceptor) = endpoints(KEY);
+    let connector = connector
+        .with_write_timeout(limit)
+        .with_close_timeout(std::time::Duration::from_secs(3600));
+    let (mut client, _server) = common::connected(&connector, &acceptor).await;
+    let sent = within(client.send(Bytes::from(vec![1u8; 1024 * 1024]))).await;
+    assert!(matches!(sent, Err(LinkError::WriteTimeout(_))), "{sent:?}");
+    let again = tokio::time::Instant::now();
+    let sent = within(client.send(Bytes::from("again"))).await;
+    assert!(
+        matches!(sent, Err(LinkError::WriteTimeout(l)) if l == limit),
+        "{sent:?}"
+    );
+    let closed = within(client.close()).await;
+    assert!(
+        matches!(closed, Err(LinkError::WriteTimeout(l)) if l == limit),
+        "{closed:?}"
+    );
+    assert_eq!(again.elapsed(), std::time::Duration::ZERO);
+
+    // A close() whose flush stalls: the same limit, not the close timeout.
+    // 120 KiB fed (below the sink's 128 KiB flush boundary) into a 4 KiB
+    // pipe nobody reads and rustls' 64 KiB buffer.
+    let (mut client, _server) =
+        common::connected_over(&connector, &acceptor, tokio::io::duplex(4096)).await;
+    for _ in 0..15 {
+        client.feed(Bytes::from(vec![2u8; 8 * 1024])).await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    let closed = within(client.close()).await;
+    assert!(
+        matches!(closed, Err(LinkError::WriteTimeout(l)) if l == limit),
+        "{closed:?}"
+    );
+    assert_eq!(started.elapsed(), limit);
+}

@@ -59,6 +59,8 @@ pub(crate) struct Args {
     write_timeout: Duration,
     /// Seconds without a reply from the server after which `send` exits 1
     /// (for `serve --echo`; none by default: a plain server sends nothing).
+    /// It also runs while send waits for the server's confirmation at the
+    /// end: keep it above --close-timeout.
     #[arg(long, value_parser = crate::values::seconds)]
     idle_timeout: Option<Duration>,
     /// How messages (arguments or stdin lines) are read and replies
@@ -164,8 +166,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             // after the server's idle limit): say so at once instead of
             // reading on and sending into a closed link.
             let read = tokio::select! {
-                read = stdin.read_until(b'\n', &mut line) => read?,
+                // An end already known comes first: no line goes after it.
+                biased;
                 ended = &mut printer => return Err(ended_early(sent, ended)),
+                read = stdin.read_until(b'\n', &mut line) => read?,
             };
             if read == 0 {
                 break;

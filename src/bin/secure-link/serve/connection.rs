@@ -84,11 +84,13 @@ async fn run(
                     // The stream is not read while a reply waits: the
                     // client that does not read is cut off here, at the
                     // write timeout, and its messages stop being buffered.
+                    // The link's write timeout bounds the wait (no
+                    // progress for that long); a slow but live client
+                    // gets its reply however long it takes.
                     let len = message.len();
-                    let reply = server.send(message.clone());
-                    match tokio::time::timeout(settings.write_timeout, reply).await {
-                        Ok(Ok(())) => traffic.sent(len),
-                        Ok(Err(err)) if !matches!(err, LinkError::WriteTimeout(_)) => {
+                    match server.send(message.clone()).await {
+                        Ok(()) => traffic.sent(len),
+                        Err(err) if !matches!(err, LinkError::WriteTimeout(_)) => {
                             let error = files::explain(&err);
                             warn!(
                                 %peer,
@@ -99,15 +101,13 @@ async fn run(
                             );
                             return Closed::of(&err);
                         }
-                        // The link's own write timeout (no progress for
-                        // that long) or this bound on the whole reply.
-                        Ok(Err(_)) | Err(_) => {
+                        Err(_) => {
                             let seconds = settings.write_timeout.as_secs_f64();
                             warn!(
                                 %peer,
                                 event = "write_timeout",
                                 messages = count,
-                                "echo reply not written within {seconds} s: the client is not reading; closing the connection"
+                                "echo reply: the client took no bytes for {seconds} s: the client is not reading; closing the connection"
                             );
                             return Closed::WriteTimeout;
                         }
