@@ -100,8 +100,11 @@ impl<IO: AsyncWrite + Unpin> io::Write for SyncWriter<'_, '_, IO> {
 pub(crate) struct WriteDeadline<T> {
     inner: T,
     limit: Option<Duration>,
-    /// Running while a write waits on the peer; reset by any progress.
+    /// The timer, allocated on the first wait and reset for each later one
+    /// (not allocated per stall).
     timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the current wait; any progress stops it.
+    armed: bool,
     /// The limit passed once: the link's writes are over (a frame may be
     /// half written), and every later write fails the same way at once.
     timed_out: Option<Duration>,
@@ -113,6 +116,7 @@ impl<T> WriteDeadline<T> {
             inner,
             limit,
             timer: None,
+            armed: false,
             timed_out: None,
         }
     }
@@ -121,13 +125,7 @@ impl<T> WriteDeadline<T> {
     /// say from `Drop`, possibly outside a runtime).
     pub(crate) fn disarm(&mut self) {
         self.limit = None;
-        self.timer = None;
-    }
-
-    /// The error of a deadline that passed earlier, if one did.
-    fn timed_out<R>(&self) -> Option<Poll<io::Result<R>>> {
-        self.timed_out
-            .map(|limit| Poll::Ready(Err(LinkError::WriteTimeout(limit).into())))
+        self.armed = false;
     }
 
     pub(crate) fn get_ref(&self) -> &T {
@@ -142,9 +140,20 @@ impl<T> WriteDeadline<T> {
         self.inner
     }
 
-    /// Bytes left: the wait, if any, starts again.
-    fn progressed(&mut self) {
-        self.timer = None;
+    /// What a call on the inner stream gave, seen by the deadline: `Ready`
+    /// is progress (the wait, if any, starts again), `Pending` a wait.
+    fn settle<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.armed = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
     }
 
     /// The peer took nothing: `Pending` while the limit has not passed
@@ -153,39 +162,52 @@ impl<T> WriteDeadline<T> {
         let Some(limit) = self.limit else {
             return Poll::Pending;
         };
-        if self.timer.is_none() {
+        if !self.armed {
             // A limit too far for the clock: no deadline at all.
             let Some(deadline) = deadline_after(Instant::now(), limit) else {
                 return Poll::Pending;
             };
-            self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
         }
         let Some(timer) = self.timer.as_mut() else {
             return Poll::Pending;
         };
-        match timer.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                self.timer = None;
-                self.timed_out = Some(limit);
-                Poll::Ready(Err(LinkError::WriteTimeout(limit).into()))
-            }
-        }
+        ready!(timer.as_mut().poll(cx));
+        self.armed = false;
+        self.timed_out = Some(limit);
+        Poll::Ready(Err(LinkError::WriteTimeout(limit).into()))
     }
 }
 
 impl<T: TlsTransport> WriteDeadline<T> {
-    /// Writes every pending TLS record, counting each write that takes
-    /// bytes as progress.
-    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            match self.inner.poll_write_tls(cx) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(_)) => self.progressed(),
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return self.waiting(cx),
+    /// Runs `op` on the inner stream under the deadline, after any earlier
+    /// timeout (which stays final) and, if `drain`, after writing every
+    /// pending TLS record (each write that takes bytes is progress).
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        drain: bool,
+        op: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if let Some(limit) = self.timed_out {
+            return Poll::Ready(Err(LinkError::WriteTimeout(limit).into()));
+        }
+        if drain {
+            loop {
+                match self.inner.poll_write_tls(cx) {
+                    Poll::Ready(Ok(0)) => break,
+                    Poll::Ready(Ok(_)) => self.armed = false,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return self.waiting(cx),
+                }
             }
         }
+        let poll = op(Pin::new(&mut self.inner), cx);
+        self.settle(cx, poll)
     }
 }
 
@@ -205,43 +227,14 @@ impl<T: TlsTransport> AsyncWrite for WriteDeadline<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(timed_out) = self.timed_out() {
-            return timed_out;
-        }
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                self.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.waiting(cx),
-        }
+        self.watch(cx, false, |inner, cx| inner.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(timed_out) = self.timed_out() {
-            return timed_out;
-        }
-        ready!(self.poll_write_pending(cx))?;
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Ready(result) => {
-                self.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.waiting(cx),
-        }
+        self.watch(cx, true, |inner, cx| inner.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(timed_out) = self.timed_out() {
-            return timed_out;
-        }
-        ready!(self.poll_write_pending(cx))?;
-        match Pin::new(&mut self.inner).poll_shutdown(cx) {
-            Poll::Ready(result) => {
-                self.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.waiting(cx),
-        }
+        self.watch(cx, true, |inner, cx| inner.poll_shutdown(cx))
     }
 }

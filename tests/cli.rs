@@ -886,13 +886,8 @@ fn flag_values_too_large_mean_never_and_out_of_range_ones_are_usage_errors() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if exit_within(&mut child, PATIENCE).is_none() {
+            let _ = child.kill();
         }
         let out = child.wait_with_output().unwrap();
         (out.status.code(), text(&out.stderr))
@@ -941,17 +936,8 @@ fn send_exits_when_the_server_ends_an_idle_link_while_its_input_is_open() {
     // send must exit by itself, and the line must not reach serve.
     let _ = stdin.write_all(b"second line\n");
     let _ = stdin.flush();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "send still running with its input open after the link ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, PATIENCE)
+        .expect("send still running with its input open after the link ended");
     drop(stdin);
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -1061,20 +1047,10 @@ fn serve_and_send_turn_on_tcp_keepalive_with_their_settings() {
     stdin.flush().unwrap();
     assert_eq!(server.next_line(), "hello");
     // The link is open and quiet: each end's socket has a keepalive timer.
-    let timer = |filter: &str| {
-        let out = Command::new("ss")
-            .args(["-tnoH", "state", "established", filter])
-            .output()
-            .unwrap();
-        let text = text(&out.stdout);
-        let at = text
-            .find("timer:(keepalive,")
-            .unwrap_or_else(|| panic!("no keepalive timer for {filter}: {text}"));
-        let value: String = text[at + "timer:(keepalive,".len()..]
-            .chars()
-            .take_while(|c| *c != ',')
-            .collect();
-        // "6.9sec", "812ms", "1min2sec"
+    // A socket shows one timer: until what it sent is acknowledged, the
+    // retransmission timer ("on"); the keepalive one once the link is quiet.
+    // Its value: "6.9sec", "812ms", "1min2sec".
+    let seconds = |value: &str| {
         if let Some(ms) = value.strip_suffix("ms") {
             ms.parse::<f64>().unwrap() / 1000.0
         } else if let Some(sec) = value.strip_suffix("sec") {
@@ -1085,11 +1061,9 @@ fn serve_and_send_turn_on_tcp_keepalive_with_their_settings() {
                 None => sec.parse::<f64>().unwrap(),
             }
         } else {
-            panic!("keepalive timer {value:?} for {filter}")
+            panic!("keepalive timer {value:?}")
         }
     };
-    // A socket shows one timer: until what it sent is acknowledged, the
-    // retransmission timer ("on"); the keepalive one once the link is quiet.
     let keepalive = |filter: &str| {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
@@ -1097,13 +1071,17 @@ fn serve_and_send_turn_on_tcp_keepalive_with_their_settings() {
                 .args(["-tnoH", "state", "established", filter])
                 .output()
                 .unwrap();
-            if text(&out.stdout).contains("timer:(keepalive,") {
-                return timer(filter);
+            let text = text(&out.stdout);
+            if let Some(at) = text.find("timer:(keepalive,") {
+                let value: String = text[at + "timer:(keepalive,".len()..]
+                    .chars()
+                    .take_while(|c| *c != ',')
+                    .collect();
+                return seconds(&value);
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no keepalive timer for {filter}: {}",
-                text(&out.stdout)
+                "no keepalive timer for {filter}: {text}"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

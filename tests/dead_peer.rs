@@ -103,60 +103,6 @@ async fn a_reply_to_a_client_that_stopped_reading_fails_at_the_write_timeout() {
     assert_eq!(started.elapsed(), limit);
 }
 
-/// A server transport that reads at most `chunk` bytes per read, then
-/// waits `interval` before the next: a slow but live reader.
-struct SlowReader<IO> {
-    inner: IO,
-    chunk: usize,
-    interval: std::time::Duration,
-    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SlowReader<IO> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::future::Future;
-        use std::task::{Poll, ready};
-        if let Some(pause) = &mut self.pause {
-            ready!(pause.as_mut().poll(cx));
-            self.pause = None;
-        }
-        let mut room = vec![0u8; self.chunk.min(buf.remaining())];
-        let mut small = tokio::io::ReadBuf::new(&mut room);
-        ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut small))?;
-        buf.put_slice(small.filled());
-        self.pause = Some(Box::pin(tokio::time::sleep(self.interval)));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SlowReader<IO> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Progress, not total time: a server reading 16 KiB every 2 s takes a
 /// 1 MiB message in about two minutes, against a 5 s write timeout, and the
 /// send succeeds (each write that leaves restarts the wait), flush and
@@ -172,12 +118,7 @@ async fn a_slow_but_live_reader_never_trips_the_write_timeout() {
         .with_close_timeout(std::time::Duration::from_secs(3600));
     let acceptor = acceptor.with_max_frame_len(2 * MIB);
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let slow = SlowReader {
-        inner: server_io,
-        chunk: 16 * 1024,
-        interval: std::time::Duration::from_secs(2),
-        pause: None,
-    };
+    let slow = common::Paced::reads(server_io, 16 * 1024, std::time::Duration::from_secs(2));
     let (mut client, mut server) =
         common::connected_over(&connector, &acceptor, (client_io, slow)).await;
     let reading = tokio::spawn(async move {

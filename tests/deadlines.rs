@@ -265,58 +265,6 @@ async fn limits_too_large_for_the_clock_mean_never_instead_of_a_panic() {
     }
 }
 
-/// A client transport that lets at most `chunk` bytes through per write and
-/// then waits `interval` before the next (on paused time): a slow link.
-struct Throttled<IO> {
-    inner: IO,
-    chunk: usize,
-    interval: Duration,
-    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Throttled<IO> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Throttled<IO> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        use std::future::Future;
-        use std::task::{Poll, ready};
-        if let Some(pause) = &mut self.pause {
-            ready!(pause.as_mut().poll(cx));
-            self.pause = None;
-        }
-        let chunk = self.chunk.min(buf.len());
-        let written = ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..chunk]))?;
-        self.pause = Some(Box::pin(tokio::time::sleep(self.interval)));
-        Poll::Ready(Ok(written))
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Bytes in flight are not silence: once the first message has verified,
 /// a 1 MiB message arriving at 160 KiB/s (6.4 s) against a 1 s idle limit
 /// is delivered, and the limit then runs from its last byte.
@@ -328,12 +276,7 @@ async fn a_large_message_arriving_slower_than_the_idle_limit_is_not_silence() {
     let connector = connector.with_max_frame_len(2 * MIB);
     let acceptor = acceptor.with_max_frame_len(2 * MIB).with_idle_timeout(idle);
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let slow = Throttled {
-        inner: client_io,
-        chunk: 16 * 1024,
-        interval: Duration::from_millis(100),
-        pause: None,
-    };
+    let slow = common::Paced::writes(client_io, 16 * 1024, Duration::from_millis(100));
     let (mut client, mut server) =
         common::connected_over(&connector, &acceptor, (slow, server_io)).await;
     client.send(Bytes::from("first")).await.unwrap();

@@ -195,14 +195,7 @@ impl Server {
     /// Waits (at most `PATIENCE`) for the server to exit, then reads its
     /// stderr to the end, so `count_stderr` afterwards sees every line.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "serve did not exit");
-            thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_within(&mut self.child, PATIENCE).expect("serve did not exit");
         self.read_stderr_to_end();
         status
     }
@@ -325,6 +318,21 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits at most `limit` for `child` to exit: its status, or `None` if it
+/// is still running.
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -240,3 +240,94 @@ impl<L: io::Write> io::Write for StdTap<L> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A slow link, on paused time: reads and writes pass at most `chunk`
+/// bytes each, and after each one the next in the same direction waits
+/// `interval`. `read`/`write` say which directions are slowed.
+pub struct Paced<IO> {
+    inner: IO,
+    chunk: usize,
+    interval: std::time::Duration,
+    read: Option<Option<Pin<Box<tokio::time::Sleep>>>>,
+    write: Option<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+impl<IO> Paced<IO> {
+    /// Writes slowed: a sender on a slow uplink.
+    pub fn writes(inner: IO, chunk: usize, interval: std::time::Duration) -> Self {
+        Paced {
+            inner,
+            chunk,
+            interval,
+            read: None,
+            write: Some(None),
+        }
+    }
+
+    /// Reads slowed: a slow but live reader.
+    pub fn reads(inner: IO, chunk: usize, interval: std::time::Duration) -> Self {
+        Paced {
+            inner,
+            chunk,
+            interval,
+            read: Some(None),
+            write: None,
+        }
+    }
+}
+
+/// Waits out `pause` if one runs; then the caller may pass one chunk.
+fn poll_pause(pause: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    use std::future::Future;
+    if let Some(sleep) = pause {
+        std::task::ready!(sleep.as_mut().poll(cx));
+        *pause = None;
+    }
+    Poll::Ready(())
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Paced<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(pause) = &mut this.read else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        std::task::ready!(poll_pause(pause, cx));
+        let mut room = vec![0u8; this.chunk.min(buf.remaining())];
+        let mut small = ReadBuf::new(&mut room);
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut small))?;
+        buf.put_slice(small.filled());
+        *pause = Some(Box::pin(tokio::time::sleep(this.interval)));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Paced<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(pause) = &mut this.write else {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        };
+        std::task::ready!(poll_pause(pause, cx));
+        let chunk = this.chunk.min(buf.len());
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..chunk]))?;
+        *pause = Some(Box::pin(tokio::time::sleep(this.interval)));
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
