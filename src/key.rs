@@ -66,6 +66,13 @@ impl HmacKey {
         &self.0
     }
 
+    /// Whether `other` holds the same bytes, compared in constant time (for
+    /// keys of equal length; a length difference shows at once).
+    pub(crate) fn same_as(&self, other: &HmacKey) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
+    }
+
     /// The key's length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -95,6 +95,7 @@ mod identity;
 mod key;
 mod link;
 mod reload;
+mod revocation;
 mod server;
 pub mod tls;
 mod wakers;
@@ -104,7 +105,8 @@ pub use client::{DEFAULT_CLOSE_TIMEOUT, SecureClient, SecureConnector};
 pub use codec::{AuthMode, DEFAULT_MAX_FRAME_LEN, HmacFrameCodec, LENGTH_LEN, TAG_LEN};
 pub use error::LinkError;
 pub use key::{GENERATED_KEY_LEN, HmacKey, MIN_FINGERPRINT_KEY_LEN, SHORT_KEY_FINGERPRINT};
-pub use reload::ReloadableAcceptor;
+pub use reload::{AcceptorChanges, ReloadableAcceptor};
+pub use revocation::Revoked;
 pub use server::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT, SecureAcceptor, SecureServer};
 pub use tokio_rustls::{self, rustls};
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Sink, Stream, stream::FusedStream};
+use rustls::server::danger::ClientCertVerifier;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 
 use crate::codec::{AuthMode, Role};
 use crate::deadline::{Heard, ReadDeadline};
+use crate::revocation::{self, Revoked};
 use crate::write_deadline::WriteDeadline;
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
@@ -59,9 +61,13 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SecureAcceptor {
     config: Arc<rustls::ServerConfig>,
     codec: HmacFrameCodec,
-    /// Names of the keys accepted (primary first), for
-    /// [`SecureServer::key_fingerprint`].
-    key_ids: Arc<[String]>,
+    /// The keys accepted (primary first) with their names, for
+    /// [`SecureServer::key_fingerprint`] and [`SecureServer::revoked_by`].
+    keys: Arc<[AcceptedKey]>,
+    /// The client certificate verifier set by
+    /// [`with_client_ca`](Self::with_client_ca), for
+    /// [`SecureServer::revoked_by`].
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     auth_mode: AuthMode,
     handshake_timeout: Duration,
     first_message_timeout: Option<Duration>,
@@ -100,7 +106,8 @@ impl SecureAcceptor {
         let key = hmac_key.into();
         SecureAcceptor {
             config,
-            key_ids: Arc::from([key_id(&key, 0)]),
+            keys: Arc::from([AcceptedKey::new(&key, 0)]),
+            client_verifier: None,
             codec: HmacFrameCodec::new(key),
             auth_mode: AuthMode::Lab,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -137,9 +144,9 @@ impl SecureAcceptor {
         if key.is_empty() {
             return self;
         }
-        let mut ids = self.key_ids.to_vec();
-        ids.push(key_id(&key, ids.len()));
-        self.key_ids = ids.into();
+        let mut keys = self.keys.to_vec();
+        keys.push(AcceptedKey::new(&key, keys.len()));
+        self.keys = keys.into();
         self.codec = self.codec.with_additional_key(key);
         self
     }
@@ -161,8 +168,11 @@ impl SecureAcceptor {
     /// `client_ca_pem` (mutual TLS). A client without one, or with one from
     /// another CA, fails the server's `accept` with [`LinkError::Tls`] (the
     /// reason in its message). In TLS 1.3 the client's `connect` returns
-    /// before the server's verdict: the client learns it from the alert
-    /// that its next read, flush or `close()` meets.
+    /// before the server's verdict: the client learns it from the alert,
+    /// as [`LinkError::Tls`] (`AlertReceived`), on its next read or
+    /// `close()`, and every send after that read fails with it. A send
+    /// before any read may still succeed: its bytes reach the transport
+    /// before the alert is read, and are dropped by the server.
     /// [`SecureServer::peer_identity`] then names each client. The HMAC key
     /// is still required.
     ///
@@ -171,7 +181,9 @@ impl SecureAcceptor {
     /// [`LinkError::Config`] for unusable PEM; [`LinkError::Tls`] if rustls
     /// rejects a root.
     pub fn with_client_ca(mut self, client_ca_pem: &str) -> Result<Self, LinkError> {
-        self.config = tls::requiring_client_certs(&self.config, client_ca_pem)?;
+        let verifier = tls::client_verifier(self.config.crypto_provider(), client_ca_pem)?;
+        self.config = tls::requiring(&self.config, verifier.clone())?;
+        self.client_verifier = Some(verifier);
         Ok(self)
     }
 
@@ -273,7 +285,7 @@ impl SecureAcceptor {
                 ),
                 codec,
             )),
-            key_ids: self.key_ids.clone(),
+            keys: self.keys.clone(),
             deadline,
             terminated: false,
             closed: false,
@@ -284,14 +296,35 @@ impl SecureAcceptor {
     }
 }
 
-/// How a key is named in logs: its fingerprint, or its position for a key
-/// too short to fingerprint.
-fn key_id(key: &HmacKey, index: usize) -> String {
-    let fingerprint = key.fingerprint();
-    if fingerprint == crate::SHORT_KEY_FINGERPRINT {
-        format!("{fingerprint}-{index}")
-    } else {
-        fingerprint
+/// A key an acceptor accepts, with its name in logs: its fingerprint, or
+/// its position for a key too short to fingerprint.
+#[derive(Clone)]
+struct AcceptedKey {
+    key: HmacKey,
+    id: String,
+}
+
+impl AcceptedKey {
+    fn new(key: &HmacKey, index: usize) -> Self {
+        let fingerprint = key.fingerprint();
+        let id = if fingerprint == crate::SHORT_KEY_FINGERPRINT {
+            format!("{fingerprint}-{index}")
+        } else {
+            fingerprint
+        };
+        AcceptedKey {
+            key: key.clone(),
+            id,
+        }
+    }
+}
+
+impl SecureAcceptor {
+    fn key_names(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|accepted| accepted.id.as_str())
+            .collect()
     }
 }
 
@@ -300,7 +333,8 @@ impl fmt::Debug for SecureAcceptor {
         f.debug_struct("SecureAcceptor")
             .field("codec", &self.codec)
             .field("auth_mode", &self.auth_mode)
-            .field("keys", &self.key_ids)
+            .field("keys", &self.key_names())
+            .field("client_ca", &self.client_verifier.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
             .field("first_message_timeout", &self.first_message_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -360,7 +394,8 @@ pub struct SecureServer<IO> {
     /// Always `Some`, but in `into_inner`, which takes it out of a value
     /// that implements `Drop`.
     framed: Option<Link<IO>>,
-    key_ids: Arc<[String]>,
+    /// The keys of the acceptor that accepted the link.
+    keys: Arc<[AcceptedKey]>,
     deadline: ReadDeadline,
     /// The stream yielded an error or its end; it yields `None` from now on.
     terminated: bool,
@@ -474,7 +509,35 @@ impl<IO> SecureServer<IO> {
     /// for the first additional one, and so on.
     pub fn key_fingerprint(&self) -> Option<String> {
         let index = self.link().codec().pinned_key()?;
-        self.key_ids.get(index).cloned()
+        Some(self.keys.get(index)?.id.clone())
+    }
+
+    /// Whether `acceptor`'s configuration still authorises this link, for a
+    /// reload that removes a key or a client CA (see
+    /// [`ReloadableAcceptor::changes`](crate::ReloadableAcceptor::changes)):
+    /// `Some` when the key the link is pinned to is not among `acceptor`'s
+    /// keys ([`Revoked::Key`]), or when `acceptor` requires client
+    /// certificates ([`SecureAcceptor::with_client_ca`]) and this link's
+    /// chain does not verify under its CAs at this moment, or the link has
+    /// none ([`Revoked::ClientCa`]). The caller decides what follows;
+    /// `secure-link serve` closes the link.
+    ///
+    /// Keys are compared by their bytes, in constant time. A link whose
+    /// client has not yet sent a verified message is pinned to no key, so
+    /// the key check passes: check again after its first message (the
+    /// codec still accepts every key the link was accepted with). An
+    /// acceptor made [`from_config`](SecureAcceptor::from_config) with a
+    /// client verifier of your own is not checked for client certificates.
+    pub fn revoked_by(&self, acceptor: &SecureAcceptor) -> Option<Revoked> {
+        if let Some(index) = self.link().codec().pinned_key() {
+            let pinned = &self.keys.get(index)?.key;
+            if revocation::key_revoked(pinned, acceptor.keys.iter().map(|a| &a.key)) {
+                return Some(Revoked::Key);
+            }
+        }
+        let verifier = acceptor.client_verifier.as_deref()?;
+        let chain = self.get_ref().1.peer_certificates();
+        revocation::client_ca_revoked(verifier, chain).then_some(Revoked::ClientCa)
     }
 }
 

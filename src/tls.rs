@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, version};
 use tokio_rustls::rustls;
@@ -146,14 +147,30 @@ pub fn requiring_client_certs(
     config: &ServerConfig,
     client_ca_pem: &str,
 ) -> Result<Arc<ServerConfig>, LinkError> {
-    let provider = config.crypto_provider().clone();
-    let verifier = WebPkiClientVerifier::builder_with_provider(
+    let verifier = client_verifier(config.crypto_provider(), client_ca_pem)?;
+    requiring(config, verifier)
+}
+
+/// A verifier of client certificates that chain to a root in
+/// `client_ca_pem`, with `provider`'s signature algorithms.
+pub(crate) fn client_verifier(
+    provider: &Arc<CryptoProvider>,
+    client_ca_pem: &str,
+) -> Result<Arc<dyn ClientCertVerifier>, LinkError> {
+    WebPkiClientVerifier::builder_with_provider(
         Arc::new(root_store(client_ca_pem)?),
         provider.clone(),
     )
     .build()
-    .map_err(|err| LinkError::config(format!("unusable client CA: {err}")))?;
-    let mut fresh = ServerConfig::builder_with_provider(provider)
+    .map_err(|err| LinkError::config(format!("unusable client CA: {err}")))
+}
+
+/// `config` with client certificates checked by `verifier`.
+pub(crate) fn requiring(
+    config: &ServerConfig,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, LinkError> {
+    let mut fresh = ServerConfig::builder_with_provider(config.crypto_provider().clone())
         .with_protocol_versions(&[&version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(config.cert_resolver.clone());

@@ -13,6 +13,11 @@
 //! records itself (rustls' `write_tls`) before handing the flush or
 //! shutdown to tokio-rustls, which then has only the transport's own flush
 //! left to do.
+//!
+//! A write that fails with an I/O error (a broken pipe, a reset) is
+//! answered with the peer's TLS alert instead, where one arrived before
+//! the peer closed: the transport is read for it (a few reads, bounded by
+//! the write limit) before the error is returned.
 
 use std::future::Future;
 use std::io;
@@ -34,6 +39,13 @@ pub(crate) trait TlsTransport: AsyncRead + AsyncWrite + Unpin {
     /// none are pending, `Ok(n)` for `n` bytes taken, `Pending` when the
     /// transport takes nothing now.
     fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>;
+
+    /// Reads the transport for a TLS error (the peer's alert): `Some` if
+    /// what arrives holds one, `None` at its end, on a read error, or when
+    /// a few reads held none; `Pending` until the transport has something.
+    /// Plaintext read on the way stays in rustls' buffer for the link's
+    /// next read.
+    fn poll_received_error(&mut self, cx: &mut Context<'_>) -> Poll<Option<rustls::Error>>;
 }
 
 macro_rules! tls_transport {
@@ -42,6 +54,11 @@ macro_rules! tls_transport {
             fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
                 let (io, conn) = self.get_mut();
                 write_tls(io, conn, cx)
+            }
+
+            fn poll_received_error(&mut self, cx: &mut Context<'_>) -> Poll<Option<rustls::Error>> {
+                let (io, conn) = self.get_mut();
+                received_error(io, conn, cx)
             }
         }
     };
@@ -62,6 +79,51 @@ fn write_tls<IO: AsyncWrite + Unpin, D>(
         Ok(written) => Poll::Ready(Ok(written)),
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
         Err(err) => Poll::Ready(Err(err)),
+    }
+}
+
+/// How many reads [`received_error`] tries: an alert is one small record,
+/// usually in the first read; this bounds the work after a failed write.
+const ALERT_READS: usize = 4;
+
+fn received_error<IO: AsyncRead + Unpin, D>(
+    io: &mut IO,
+    conn: &mut rustls::ConnectionCommon<D>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<rustls::Error>> {
+    for _ in 0..ALERT_READS {
+        // Not while rustls' plaintext buffer is full: the link reads that
+        // first (rustls' own bound on what it holds).
+        if !conn.wants_read() {
+            return Poll::Ready(None);
+        }
+        match conn.read_tls(&mut SyncReader { io, cx }) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Ok(0) | Err(_) => return Poll::Ready(None),
+            Ok(_) => {
+                if let Err(err) = conn.process_new_packets() {
+                    return Poll::Ready(Some(err));
+                }
+            }
+        }
+    }
+    Poll::Ready(None)
+}
+
+/// An `AsyncRead` seen as a `std::io::Read` for one poll.
+struct SyncReader<'a, 'b, IO> {
+    io: &'a mut IO,
+    cx: &'a mut Context<'b>,
+}
+
+impl<IO: AsyncRead + Unpin> io::Read for SyncReader<'_, '_, IO> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(err)) => Err(err),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 }
 
@@ -108,6 +170,9 @@ pub(crate) struct WriteDeadline<T> {
     /// The limit passed once: the link's writes are over (a frame may be
     /// half written), and every later write fails the same way at once.
     timed_out: Option<Duration>,
+    /// A write failed with this I/O error; the transport is being read for
+    /// the peer's alert, the better cause, before it is returned.
+    failed: Option<io::Error>,
 }
 
 impl<T> WriteDeadline<T> {
@@ -118,6 +183,7 @@ impl<T> WriteDeadline<T> {
             timer: None,
             armed: false,
             timed_out: None,
+            failed: None,
         }
     }
 
@@ -193,6 +259,9 @@ impl<T: TlsTransport> WriteDeadline<T> {
         drain: bool,
         op: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
+        if let Some(err) = self.failed.take() {
+            return self.explained(cx, err);
+        }
         if let Some(limit) = self.timed_out {
             return Poll::Ready(Err(LinkError::WriteTimeout(limit).into()));
         }
@@ -201,13 +270,43 @@ impl<T: TlsTransport> WriteDeadline<T> {
                 match self.inner.poll_write_tls(cx) {
                     Poll::Ready(Ok(0)) => break,
                     Poll::Ready(Ok(_)) => self.armed = false,
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Ready(Err(err)) => return self.explained(cx, err),
                     Poll::Pending => return self.waiting(cx),
                 }
             }
         }
-        let poll = op(Pin::new(&mut self.inner), cx);
-        self.settle(cx, poll)
+        match op(Pin::new(&mut self.inner), cx) {
+            Poll::Ready(Err(err)) => self.explained(cx, err),
+            poll => self.settle(cx, poll),
+        }
+    }
+
+    /// A failed write's error, with the better cause where the peer sent
+    /// one before it closed: its alert (a client certificate refused after
+    /// the client's handshake ended, say), which a broken pipe or a reset
+    /// hides although it is in the transport's receive buffer. Waits for
+    /// the transport to have something to read, at most the write limit
+    /// (then `err` as it was).
+    fn explained<R>(&mut self, cx: &mut Context<'_>, err: io::Error) -> Poll<io::Result<R>> {
+        let typed = err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>() || inner.is::<LinkError>());
+        if typed {
+            return Poll::Ready(Err(err));
+        }
+        match self.inner.poll_received_error(cx) {
+            Poll::Ready(Some(alert)) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, alert)))
+            }
+            Poll::Ready(None) => Poll::Ready(Err(err)),
+            Poll::Pending => match self.waiting::<()>(cx) {
+                Poll::Pending => {
+                    self.failed = Some(err);
+                    Poll::Pending
+                }
+                Poll::Ready(_) => Poll::Ready(Err(err)),
+            },
+        }
     }
 }
 

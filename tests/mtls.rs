@@ -123,3 +123,56 @@ fn unusable_client_pem_is_a_config_error() {
     let err = acceptor.with_client_ca("no certificate here").unwrap_err();
     assert!(matches!(err, LinkError::Config(_)), "{err:?}");
 }
+
+/// In TLS 1.3 the client's `connect()` returns before the server has
+/// judged its certificate: a refused client learns it from the server's
+/// alert, as `LinkError::Tls`, on its first read and on `close()`, over
+/// TCP, and every send after that read fails with it. (A send before any
+/// read may still succeed: its bytes go into the socket before the alert
+/// is read.)
+#[tokio::test]
+async fn a_refused_client_learns_it_as_a_tls_alert_on_read_and_close() {
+    let bundle = certs::generate_with_clients(&["localhost"], &["node-1"]).unwrap();
+    let stranger = certs::generate_with_clients(&["localhost"], &["node-1"]).unwrap();
+    let acceptor = mtls_acceptor(&bundle);
+    let without = SecureConnector::new(&bundle.ca_pem, KEY).unwrap();
+    let foreign = without
+        .clone()
+        .with_client_cert(&stranger.clients[0].chain_pem, &stranger.clients[0].key_pem)
+        .unwrap();
+    for (connector, alert) in [
+        (&without, rustls::AlertDescription::CertificateRequired),
+        (&foreign, rustls::AlertDescription::UnknownCA),
+    ] {
+        for (read_first, send_first) in [(true, false), (false, false), (false, true)] {
+            let (client_io, server_io) = common::tcp_pair().await;
+            let (client, server) = tokio::join!(
+                connector.connect("localhost", client_io),
+                acceptor.accept(server_io)
+            );
+            assert!(server.is_err(), "the server accepted the certificate");
+            let mut client = client.expect("connect returns before the verdict");
+            let is_alert = |err: &LinkError| matches!(err, LinkError::Tls(rustls::Error::AlertReceived(a)) if *a == alert);
+            if send_first {
+                // Into a connection the server has closed: it may succeed
+                // (written before the reset) or fail, with the alert and
+                // not the broken pipe; close() below names the alert.
+                if let Err(err) = client.send("before the verdict".into()).await {
+                    assert!(is_alert(&err), "send: {err:?}");
+                }
+            }
+            if read_first {
+                let err = client.next().await.unwrap().unwrap_err();
+                assert!(is_alert(&err), "read: {err:?}");
+                // From then on the sink refuses with the same alert.
+                let err = client.send("refused".into()).await.unwrap_err();
+                assert!(is_alert(&err), "send after the read: {err:?}");
+            }
+            let err = client.close().await.unwrap_err();
+            assert!(
+                is_alert(&err),
+                "close after read {read_first}, send {send_first}: {err:?}"
+            );
+        }
+    }
+}

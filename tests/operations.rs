@@ -5,9 +5,7 @@
 
 mod cli_support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 use cli_support::*;
 
@@ -51,60 +49,6 @@ fn json_logs_are_one_object_per_line_with_peer_and_event() {
     assert_eq!(rejected["level"], "WARN");
     assert_eq!(rejected["messages"], 0);
     assert!(rejected["timestamp"].is_string());
-}
-
-/// A free port on 127.0.0.1 for the metrics listener (the exporter binds
-/// the address it is given, so the test picks one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 GET of the metrics endpoint: the body.
-fn scrape(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_lowercase().contains("content-type: text/plain"),
-        "{head}"
-    );
-    body.to_owned()
-}
-
-/// The value of the sample named exactly `series` (name and labels).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// Scrapes until every expected sample has its value (the counters of a
-/// connection move just after its last log line), at most `PATIENCE`.
-fn scrape_until(addr: &str, expected: &[(&str, f64)]) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let body = scrape(addr);
-        if expected.iter().all(|(s, v)| sample(&body, s) == Some(*v)) || Instant::now() > deadline {
-            return body;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `serve --metrics ADDR`: Prometheus text over HTTP, counting

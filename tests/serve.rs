@@ -496,15 +496,13 @@ fn sighup_reloads_certificates_and_keys_and_a_bad_file_changes_nothing() {
         text(&out.stderr)
     );
 
-    // The connection opened before the reload carries on.
+    // The connection opened before the reload used the key that is gone:
+    // serve closed it (see a_reload_that_removes_a_key_closes_the_links_pinned_to_it).
     runtime.block_on(async {
-        use futures::SinkExt;
-        open.send(bytes::Bytes::from_static(b"still open"))
-            .await
-            .unwrap();
-        open.close().await.unwrap();
+        use futures::StreamExt;
+        let end = tokio::time::timeout(PATIENCE, open.next()).await.unwrap();
+        assert!(end.is_none(), "{end:?}");
     });
-    assert_eq!(server.next_line(), "still open");
 
     // A bad file beside a good one: the reload fails, naming the bad file,
     // and nothing changes, not even what loaded (a new chain and key here).
@@ -563,4 +561,275 @@ fn sighup_reloads_certificates_and_keys_and_a_bad_file_changes_nothing() {
         "the new HMAC key was applied in part"
     );
     server.wait_stderr("invalid HMAC");
+}
+
+/// A link to serve at `addr` through `connector`.
+fn connect(
+    runtime: &tokio::runtime::Runtime,
+    connector: &secure_link::SecureConnector,
+    addr: &str,
+) -> secure_link::SecureClient<tokio::net::TcpStream> {
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        connector.connect("localhost", tcp).await.unwrap()
+    })
+}
+
+/// Sends `message` on `client` and waits for it on serve's stdout.
+fn deliver(
+    runtime: &tokio::runtime::Runtime,
+    server: &Server,
+    client: &mut secure_link::SecureClient<tokio::net::TcpStream>,
+    message: &'static str,
+) {
+    use futures::SinkExt;
+    runtime
+        .block_on(client.send(bytes::Bytes::from_static(message.as_bytes())))
+        .unwrap();
+    assert_eq!(server.next_line(), message);
+}
+
+/// Waits for serve's close_notify on `client`: its stream ends cleanly.
+fn closed_by_server(
+    runtime: &tokio::runtime::Runtime,
+    client: &mut secure_link::SecureClient<tokio::net::TcpStream>,
+) {
+    use futures::StreamExt;
+    let end = runtime
+        .block_on(async { tokio::time::timeout(PATIENCE, client.next()).await })
+        .expect("serve did not close the link");
+    assert!(end.is_none(), "{end:?}");
+}
+
+/// A SIGHUP that removes an HMAC key closes the links pinned to it, with
+/// close_notify, logged `revoked` / `key_revoked` and counted; a link
+/// pinned to a key still configured carries on through the reload; a link
+/// opened before the reload whose first message uses the removed key is
+/// closed at that message, which is not printed.
+#[test]
+fn a_reload_that_removes_a_key_closes_the_links_pinned_to_it() {
+    let ws = Workspace::new("revoke-key");
+    std::fs::copy(ws.path("other-key.hex"), ws.path("second.hex")).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(
+        &ws,
+        &["--hmac-key", &ws.arg("second.hex"), "--metrics", &metrics],
+    );
+    let runtime = runtime();
+    let mut kept = connect(&runtime, &connector(&ws, "key.hex"), &server.addr);
+    deliver(&runtime, &server, &mut kept, "kept");
+    let mut pinned = connect(&runtime, &connector(&ws, "other-key.hex"), &server.addr);
+    deliver(&runtime, &server, &mut pinned, "pinned");
+    let mut late = connect(&runtime, &connector(&ws, "other-key.hex"), &server.addr);
+    for _ in 0..3 {
+        server.wait_stderr("connected");
+    }
+
+    // A reload that changes nothing revokes nothing.
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    deliver(
+        &runtime,
+        &server,
+        &mut pinned,
+        "after a reload of the same keys",
+    );
+
+    let out = run(&["gen-key", "--out", &ws.arg("third.hex")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(ws.path("third.hex"), ws.path("second.hex")).unwrap();
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    closed_by_server(&runtime, &mut pinned);
+    let revoked = server.wait_stderr("closing the connection after 2 messages");
+    assert!(revoked.contains("key_revoked"), "{revoked}");
+    assert!(revoked.contains("no longer accepted"), "{revoked}");
+
+    // The link that had not spoken yet: its first message is refused.
+    runtime
+        .block_on(futures::SinkExt::send(
+            &mut late,
+            "first, with the removed key".into(),
+        ))
+        .unwrap();
+    closed_by_server(&runtime, &mut late);
+    let revoked = server.wait_stderr("closing the connection after 0 messages");
+    assert!(revoked.contains("key_revoked"), "{revoked}");
+
+    // The link on the key that stays carries on; nothing else was printed.
+    deliver(&runtime, &server, &mut kept, "still open");
+    runtime
+        .block_on(futures::SinkExt::close(&mut kept))
+        .unwrap();
+    let series = "secure_link_connections_closed_total{reason=\"key_revoked\"}";
+    let body = scrape_until(&metrics, &[(series, 2.0)]);
+    assert_eq!(sample(&body, series), Some(2.0), "{body}");
+    assert_eq!(server.stdout.try_recv().ok(), None);
+}
+
+/// `serve --client-ca FILE`: a SIGHUP after FILE now names another CA
+/// closes the links whose client certificate it does not verify, logged
+/// `client_ca_revoked` and counted; a reload with the same CA keeps them.
+#[test]
+fn a_reload_of_the_client_ca_closes_the_links_it_no_longer_verifies() {
+    let ws = Workspace::new("revoke-ca");
+    std::fs::copy(ws.path("pki/ca.pem"), ws.path("client-ca.pem")).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(
+        &ws,
+        &[
+            "--client-ca",
+            &ws.arg("client-ca.pem"),
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let runtime = runtime();
+    let certified = connector(&ws, "key.hex")
+        .with_client_cert(
+            &std::fs::read_to_string(ws.path("pki/client-client-chain.pem")).unwrap(),
+            &std::fs::read_to_string(ws.path("pki/client-client-key.pem")).unwrap(),
+        )
+        .unwrap();
+    let mut client = connect(&runtime, &certified, &server.addr);
+    deliver(&runtime, &server, &mut client, "certified");
+
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    deliver(&runtime, &server, &mut client, "same CA reloaded");
+
+    let out = run(&["gen-certs", "--out", &ws.arg("pki2")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(ws.path("pki2/ca.pem"), ws.path("client-ca.pem")).unwrap();
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    closed_by_server(&runtime, &mut client);
+    let revoked = server.wait_stderr("closing the connection after 2 messages");
+    assert!(revoked.contains("client_ca_revoked"), "{revoked}");
+    let series = "secure_link_connections_closed_total{reason=\"client_ca_revoked\"}";
+    let body = scrape_until(&metrics, &[(series, 1.0)]);
+    assert_eq!(sample(&body, series), Some(1.0), "{body}");
+}
+
+/// A client certificate's name is the client's text: a newline in its
+/// common name is escaped in serve's text log, not a forged log line. A
+/// certificate from another CA is logged as the client's problem
+/// (`--client-ca`), and `send` says the server refused its certificate.
+#[test]
+fn client_certificate_names_are_escaped_and_refusals_name_the_client() {
+    let ws = Workspace::new("client-names");
+    let evil = secure_link::certs::generate_with_clients(
+        &["localhost"],
+        &["node-7\n2026-12-06T00:00:00Z  INFO FORGED: reloaded"],
+    )
+    .unwrap();
+    std::fs::write(ws.path("evil-ca.pem"), &evil.ca_pem).unwrap();
+    let server = Server::start(&ws, &["--client-ca", &ws.arg("evil-ca.pem")]);
+    let runtime = runtime();
+    let certified = connector(&ws, "key.hex")
+        .with_client_cert(&evil.clients[0].chain_pem, &evil.clients[0].key_pem)
+        .unwrap();
+    let mut client = connect(&runtime, &certified, &server.addr);
+    deliver(&runtime, &server, &mut client, "from node 7");
+    let connected = server.wait_stderr("client certificate of");
+    assert!(
+        connected.contains(r"node-7\n2026-12-06T00:00:00Z  INFO FORGED"),
+        "{connected}"
+    );
+    runtime
+        .block_on(futures::SinkExt::close(&mut client))
+        .unwrap();
+
+    // The workspace's own client certificate is from another CA.
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend([
+        "--cert-chain".into(),
+        ws.arg("pki/client-client-chain.pem"),
+        "--private-key".into(),
+        ws.arg("pki/client-client-key.pem"),
+        "refused".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("the server refused this client's certificate"),
+        "{said}"
+    );
+    let failed = server.wait_stderr("handshake failed");
+    assert!(
+        failed.contains("the client's certificate was rejected: unknown issuer")
+            && failed.contains("--client-ca"),
+        "{failed}"
+    );
+    assert!(!failed.contains("server's certificate"), "{failed}");
+    server.wait_stderr("closed cleanly");
+    assert!(
+        server
+            .stderr_text()
+            .iter()
+            .all(|l| !l.contains("FORGED") || l.contains("client certificate of")),
+        "{:?}",
+        server.stderr_text()
+    );
+}
+
+/// A reload reads its files off the event loop: while a key file cannot be
+/// read (a FIFO nobody writes yet, as a stalled disk would), serve still
+/// accepts and serves with the running configuration. Files caught
+/// mid-write are refused, naming the file: a key line without its newline
+/// (its digits so far would make a wrong key), a certificate chain that
+/// ends inside a PEM block.
+#[test]
+fn reloads_read_off_the_event_loop_and_refuse_files_caught_mid_write() {
+    let ws = Workspace::new("reload-stall");
+    let server = Server::start(&ws, &[]);
+    let served = |message: &str| {
+        let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+        args.push(message.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, "")
+    };
+    let key = std::fs::read_to_string(ws.path("key.hex")).unwrap();
+
+    std::fs::remove_file(ws.path("key.hex")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(ws.path("key.hex"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    server.signal("-HUP");
+    // The send's own key was read before the FIFO: give it a copy.
+    std::fs::write(ws.path("sender.hex"), &key).unwrap();
+    let mut args = ws.send_args(&server.addr, "sender.hex", "pki/ca.pem");
+    args.push("served while the reload waits".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served while the reload waits");
+    // Feed the FIFO: the reload finishes.
+    std::fs::write(ws.path("key.hex"), &key).unwrap();
+    server.wait_stderr("SIGHUP: reloaded");
+    std::fs::remove_file(ws.path("key.hex")).unwrap();
+
+    // 60 of a key's 64 hex digits, no newline yet: refused.
+    std::fs::write(ws.path("key.hex"), &key.trim()[..60]).unwrap();
+    server.signal("-HUP");
+    let failed = server.wait_stderr("reload failed");
+    assert!(
+        failed.contains("key.hex line 1") && failed.contains("no newline"),
+        "{failed}"
+    );
+    std::fs::write(ws.path("key.hex"), &key).unwrap();
+
+    // A chain cut inside its first PEM block.
+    let chain = std::fs::read_to_string(ws.path("pki/server-chain.pem")).unwrap();
+    std::fs::write(ws.path("pki/server-chain.pem"), &chain[..chain.len() / 3]).unwrap();
+    server.signal("-HUP");
+    let failed = server.wait_stderr("reload failed");
+    assert!(failed.contains("server-chain.pem"), "{failed}");
+    let out = served("the running configuration stays");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "the running configuration stays");
 }

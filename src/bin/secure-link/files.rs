@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use secure_link::rustls::{self, CertificateError};
+use secure_link::rustls::{self, AlertDescription, CertificateError};
 use secure_link::{HmacKey, LinkError};
 
 use crate::Error;
@@ -57,17 +57,31 @@ pub(crate) fn read_key(path: &Path) -> Result<HmacKey, Error> {
 }
 
 /// Reads a file of HMAC keys, one per line as hex digits (blank lines and
-/// lines starting with `#` skipped), each at least [`MIN_KEY_LEN`] bytes.
-/// Errors name the file and the line, never the key.
+/// lines starting with `#` skipped), each at least [`MIN_KEY_LEN`] bytes
+/// and ended by a newline. Errors name the file and the line, never the
+/// key.
+///
+/// A key line without its newline is refused: a file caught while it is
+/// being written ends that way, and the hex digits written so far would
+/// make a wrong key, long enough to pass (60 of 64 digits are 30 bytes).
 pub(crate) fn read_keys(path: &Path) -> Result<Vec<HmacKey>, Error> {
     let text = zeroize::Zeroizing::new(read_text(path, "HMAC key file")?);
     let mut keys = Vec::new();
-    for (number, line) in text.lines().enumerate() {
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let complete = line.ends_with('\n');
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let at = || format!("{} line {}", path.display(), number + 1);
+        if !complete {
+            return Err(Error::msg(format!(
+                "{}: the key line has no newline at its end: is the file still being written? \
+                 (write the new file beside it and rename it over the old one; \
+                 `secure-link gen-key` ends its line)",
+                at()
+            )));
+        }
         let key = HmacKey::from_hex(line)
             .map_err(|err| Error::msg(format!("{}: {}", at(), explain(&err))))?;
         if key.len() < MIN_KEY_LEN {
@@ -129,25 +143,65 @@ pub(crate) fn write_new(
         .map_err(|err| Error::msg(format!("cannot write {}: {err}", path.display())))
 }
 
-/// A link error in words a user can act on.
+/// A link error in words a user can act on, on the client's side: a
+/// certificate refused is the server's, an alert is the server's verdict
+/// on ours.
 pub(crate) fn explain(err: &LinkError) -> String {
     match err {
         LinkError::Tls(rustls::Error::InvalidCertificate(cert)) => {
-            let cause = match cert {
-                CertificateError::UnknownIssuer => {
-                    "unknown issuer: it is not signed by the CA you trust (--ca)".to_owned()
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => {
-                    "name mismatch: it is not valid for the --server-name given".to_owned()
-                }
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "expired".to_owned()
-                }
-                other => format!("{other:?}"),
-            };
+            let cause = certificate_problem(cert, "--ca", "the --server-name given");
             format!("the server's certificate was rejected: {cause}")
         }
+        // In TLS 1.3 a refused client certificate arrives after connect,
+        // as an alert on the first read, flush or close.
+        LinkError::Tls(rustls::Error::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateRequired
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate),
+        )) => format!(
+            "the server refused this client's certificate (TLS alert {alert:?}): \
+             --client-cert must be signed by the server's --client-ca"
+        ),
+        other => explain_common(other),
+    }
+}
+
+/// A link error in words a user can act on, on the server's side: a
+/// certificate refused is the client's.
+pub(crate) fn explain_on_server(err: &LinkError) -> String {
+    match err {
+        LinkError::Tls(rustls::Error::InvalidCertificate(cert)) => {
+            let cause = certificate_problem(cert, "--client-ca", "its use");
+            format!("the client's certificate was rejected: {cause}")
+        }
+        LinkError::Tls(rustls::Error::NoCertificatesPresented) => {
+            "the client presented no certificate (--client-ca requires one)".to_owned()
+        }
+        other => explain_common(other),
+    }
+}
+
+/// What is wrong with a certificate: `ca` is the flag naming the roots it
+/// was checked against, `name` what it must be valid for.
+fn certificate_problem(cert: &CertificateError, ca: &str, name: &str) -> String {
+    match cert {
+        CertificateError::UnknownIssuer => {
+            format!("unknown issuer: it is not signed by the CA you trust ({ca})")
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("name mismatch: it is not valid for {name}")
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn explain_common(err: &LinkError) -> String {
+    match err {
         LinkError::InvalidHmac => {
             "invalid HMAC: the peer does not hold the same HMAC key".to_owned()
         }

@@ -61,6 +61,15 @@ fn trim(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// `text` with control characters and backslashes escaped as `--format
+/// text` writes messages: for peer-supplied names in log lines.
+pub(crate) fn escape_text(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    escape(text.as_bytes(), &mut out);
+    // Escaping valid UTF-8 yields valid UTF-8.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn escape(message: &[u8], out: &mut Vec<u8>) {
     for chunk in message.utf8_chunks() {
         for c in chunk.valid().chars() {

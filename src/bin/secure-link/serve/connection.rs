@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use secure_link::{LinkError, SecureAcceptor};
+use secure_link::{AcceptorChanges, LinkError, Revoked, SecureAcceptor, SecureServer};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
@@ -24,11 +24,18 @@ pub(crate) struct Settings {
     pub(crate) keepalive: crate::keepalive::Keepalive,
 }
 
+/// The acceptor a connection is accepted with, and the reloads after it.
+pub(crate) struct Configuration {
+    pub(crate) acceptor: SecureAcceptor,
+    /// Taken with `acceptor`: a reload after it is seen.
+    pub(crate) changes: AcceptorChanges,
+}
+
 /// Serves one connection; `_slot` holds its place under the connection
 /// cap until this returns. Every outcome is one log line with an `event`
 /// field, and counted (see `metrics`).
 pub(crate) async fn serve(
-    acceptor: SecureAcceptor,
+    configuration: Configuration,
     tcp: TcpStream,
     peer: SocketAddr,
     output: Output,
@@ -36,12 +43,15 @@ pub(crate) async fn serve(
     _slot: OwnedSemaphorePermit,
 ) {
     metrics::accepted();
-    let closed = run(acceptor, tcp, peer, output, settings).await;
+    let closed = run(configuration, tcp, peer, output, settings).await;
     closed.record();
 }
 
 async fn run(
-    acceptor: SecureAcceptor,
+    Configuration {
+        acceptor,
+        mut changes,
+    }: Configuration,
     tcp: TcpStream,
     peer: SocketAddr,
     output: Output,
@@ -55,12 +65,17 @@ async fn run(
         Ok(server) => server,
         Err(err) => {
             HandshakeFailure::of(&err).record();
-            let error = files::explain(&err);
+            let error = files::explain_on_server(&err);
             warn!(%peer, event = "handshake_failed", %error, "handshake failed: {error}");
             return Closed::Handshake;
         }
     };
-    match server.peer_identity() {
+    // The client's name is the client's text: escaped, or a newline in it
+    // would forge log lines.
+    match server
+        .peer_identity()
+        .map(|name| crate::format::escape_text(&name))
+    {
         Some(identity) => info!(
             %peer,
             event = "connected",
@@ -71,7 +86,17 @@ async fn run(
     }
     let traffic = metrics::Traffic::new();
     let mut count = 0u64;
-    while let Some(item) = server.next().await {
+    loop {
+        let item = tokio::select! {
+            // A reload first: nothing more is taken from a revoked link.
+            biased;
+            fresh = changes.changed() => match server.revoked_by(&fresh) {
+                Some(revoked) => return revoke(server, revoked, peer, count, settings).await,
+                None => continue,
+            },
+            item = server.next() => item,
+        };
+        let Some(item) = item else { break };
         match item {
             Ok(message) => {
                 count += 1;
@@ -79,6 +104,11 @@ async fn run(
                 if count == 1 {
                     let key = server.key_fingerprint().unwrap_or_default();
                     info!(%peer, event = "authenticated", %key, "authenticated with key {key}");
+                    // Pinned to its key only now: a reload since the accept
+                    // may have removed it.
+                    if let Some(revoked) = server.revoked_by(&changes.current()) {
+                        return revoke(server, revoked, peer, 0, settings).await;
+                    }
                 }
                 if settings.echo {
                     // The stream is not read while a reply waits: the
@@ -91,7 +121,7 @@ async fn run(
                     match server.send(message.clone()).await {
                         Ok(()) => traffic.sent(len),
                         Err(err) if !matches!(err, LinkError::WriteTimeout(_)) => {
-                            let error = files::explain(&err);
+                            let error = files::explain_on_server(&err);
                             warn!(
                                 %peer,
                                 event = "echo_failed",
@@ -128,7 +158,7 @@ async fn run(
             }
             Err(err) => {
                 let closed = Closed::of(&err);
-                let error = files::explain(&err);
+                let error = files::explain_on_server(&err);
                 if matches!(err, LinkError::IdleTimeout(_)) {
                     // A clean end the client can tell from a crash: our
                     // close_notify (bounded), so its next send fails at
@@ -168,4 +198,27 @@ async fn run(
             Closed::WriteTimeout
         }
     }
+}
+
+/// Ends a link a reload no longer authorises: logged with the reason, and
+/// closed with `close_notify` (bounded by the write timeout) so the client
+/// sees the server end it rather than a crash.
+async fn revoke(
+    mut server: SecureServer<TcpStream>,
+    revoked: Revoked,
+    peer: SocketAddr,
+    messages: u64,
+    settings: Settings,
+) -> Closed {
+    let key = server.key_fingerprint().unwrap_or_default();
+    warn!(
+        %peer,
+        event = "revoked",
+        reason = revoked.label(),
+        %key,
+        messages,
+        "after a reload {revoked}: closing the connection after {messages} messages"
+    );
+    let _ = tokio::time::timeout(settings.write_timeout, server.close()).await;
+    Closed::revoked(revoked)
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use secure_link::LinkError;
+use secure_link::{LinkError, Revoked};
 
 use crate::Error;
 
@@ -137,10 +137,14 @@ pub(crate) enum Closed {
     FrameTooLarge,
     /// The connection broke or ended mid-frame.
     Io,
+    /// A reload removed the HMAC key the connection is pinned to.
+    KeyRevoked,
+    /// A reload's client CAs no longer verify the client's certificate.
+    ClientCaRevoked,
 }
 
 impl Closed {
-    const ALL: [Closed; 9] = [
+    const ALL: [Closed; 11] = [
         Closed::Clean,
         Closed::InvalidHmac,
         Closed::FirstMessageTimeout,
@@ -150,6 +154,8 @@ impl Closed {
         Closed::Tls,
         Closed::FrameTooLarge,
         Closed::Io,
+        Closed::KeyRevoked,
+        Closed::ClientCaRevoked,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -163,6 +169,8 @@ impl Closed {
             Closed::Tls => "tls",
             Closed::FrameTooLarge => "frame_too_large",
             Closed::Io => "io",
+            Closed::KeyRevoked => Revoked::Key.label(),
+            Closed::ClientCaRevoked => Revoked::ClientCa.label(),
         }
     }
 
@@ -177,6 +185,14 @@ impl Closed {
             LinkError::Tls(_) => Closed::Tls,
             LinkError::FrameTooLarge { .. } => Closed::FrameTooLarge,
             _ => Closed::Io,
+        }
+    }
+
+    /// The reason a revoked link is closed with.
+    pub(crate) fn revoked(revoked: Revoked) -> Closed {
+        match revoked {
+            Revoked::Key => Closed::KeyRevoked,
+            _ => Closed::ClientCaRevoked,
         }
     }
 

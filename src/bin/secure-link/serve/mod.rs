@@ -12,11 +12,12 @@ mod signals;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secure_link::{DEFAULT_MAX_FRAME_LEN, ReloadableAcceptor, SecureAcceptor};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
 use crate::format::Format;
@@ -117,6 +118,7 @@ pub(crate) enum LogFormat {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    let args = Arc::new(args);
     let timeouts = Timeouts {
         handshake: args.handshake_timeout,
         first_message: args.first_message_timeout,
@@ -158,6 +160,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let mut writer = Some(writer);
     let mut incoming = accept::Acceptor::new(listener, args.max_connections);
     let mut connections = JoinSet::new();
+    let mut reload = Reload::default();
     let stopped = loop {
         tokio::select! {
             signal = signals.next() => {
@@ -169,17 +172,25 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 break Err(stdout_failed(ended));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = reloads.next() => match load_acceptor(&args, &timeouts) {
-                // Connections already open keep what they were accepted with.
-                Ok(fresh) => {
-                    acceptor.replace(fresh);
-                    info!(event = "reloaded", "SIGHUP: reloaded the certificate chain, private key and HMAC keys");
+            () = reloads.next() => reload.start(&args, timeouts),
+            loaded = reload.finished() => {
+                match loaded {
+                    // Each connection checks that the new configuration
+                    // still authorises it (connection.rs).
+                    Ok(fresh) => {
+                        acceptor.replace(fresh);
+                        info!(event = "reloaded", "SIGHUP: reloaded the certificate chain, private key and HMAC keys");
+                    }
+                    Err(err) => warn!(event = "reload_failed", error = %err, "SIGHUP: reload failed, the running configuration stays: {err}"),
                 }
-                Err(err) => warn!(event = "reload_failed", error = %err, "SIGHUP: reload failed, the running configuration stays: {err}"),
-            },
+                reload.again(&args, timeouts);
+            }
             (tcp, peer, slot) = incoming.next() => {
-                let acceptor = acceptor.current();
-                connections.spawn(connection::serve(acceptor, tcp, peer, output.clone(), settings, slot));
+                let configuration = connection::Configuration {
+                    changes: acceptor.changes(),
+                    acceptor: acceptor.current(),
+                };
+                connections.spawn(connection::serve(configuration, tcp, peer, output.clone(), settings, slot));
             }
         }
     };
@@ -206,7 +217,48 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     }
 }
 
+/// The reload in progress, off the event loop (`spawn_blocking`: a slow
+/// disk must not stall accepting), and whether a SIGHUP came during it.
+#[derive(Default)]
+struct Reload {
+    running: Option<JoinHandle<Result<SecureAcceptor, Error>>>,
+    /// A SIGHUP while `running`: read the files again once it is done, so
+    /// the configuration is what they hold after the last signal.
+    again: bool,
+}
+
+impl Reload {
+    fn start(&mut self, args: &Arc<Args>, timeouts: Timeouts) {
+        if self.running.is_some() {
+            self.again = true;
+            return;
+        }
+        let args = args.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            load_acceptor(&args, &timeouts)
+        }));
+    }
+
+    /// The outcome of the reload in progress; pending while there is none.
+    async fn finished(&mut self) -> Result<SecureAcceptor, Error> {
+        let Some(running) = &mut self.running else {
+            return std::future::pending().await;
+        };
+        let loaded = running.await;
+        self.running = None;
+        loaded.unwrap_or_else(|err| Err(Error::msg(format!("the reload task failed: {err}"))))
+    }
+
+    /// Starts the reload a SIGHUP asked for while the last one ran.
+    fn again(&mut self, args: &Arc<Args>, timeouts: Timeouts) {
+        if std::mem::take(&mut self.again) {
+            self.start(args, timeouts);
+        }
+    }
+}
+
 /// The timeouts every acceptor gets.
+#[derive(Clone, Copy)]
 struct Timeouts {
     handshake: Duration,
     first_message: Duration,
