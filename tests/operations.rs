@@ -153,3 +153,112 @@ fn metrics_count_clean_forged_and_timed_out_connections() {
     );
     drop(silent);
 }
+
+/// Connections to the metrics port take neither serve's CPU, nor its log,
+/// nor the descriptors its clients need: the endpoint serves 8 scrapers at
+/// once and leaves the rest in the listen backlog. (The exporter's own
+/// listener accepted them all until EMFILE, then retried at once, logging
+/// each failure, while serve's client listener had no descriptor left.)
+#[test]
+fn a_flood_of_the_metrics_port_leaves_serve_quiet_and_its_clients_served() {
+    let ws = Workspace::new("scrapeflood");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::launch(
+        &ws,
+        &["--metrics", &metrics, "--handshake-timeout", "60"],
+        &["prlimit", "--nofile=100:100", "--"],
+        true,
+        "info",
+    );
+    server.wait_stderr("Prometheus metrics on");
+    let idle = server.open_descriptors();
+    // More than 100 descriptors allow, and what the endpoint's 8 slots and
+    // its listen backlog (128, tokio's) take without a wait.
+    let flood: Vec<TcpStream> = (0..120)
+        .map(|_| TcpStream::connect(&metrics).unwrap())
+        .collect();
+    // The endpoint's cap fills up (or, without one, far more).
+    server.wait_until(|server| server.open_descriptors() >= idle + 8);
+    let before = server.cpu_ticks();
+    std::thread::sleep(std::time::Duration::from_secs(2)); // a measurement window
+    let used = server.cpu_ticks() - before;
+    let held = server.open_descriptors() - idle;
+    // Spinning would be about 200 ticks (2 s at 100 Hz).
+    assert!(used <= 20, "{used} ticks of CPU in 2 s");
+    assert_eq!(held, 8, "descriptors held by the flood");
+
+    // A client is served during the flood.
+    let out = send(
+        &ws,
+        &server,
+        "key.hex",
+        &["--handshake-timeout", "60", "served during the flood"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.next_line(), "served during the flood");
+
+    // Once the flood goes, a scrape is answered.
+    drop(flood);
+    let body = scrape_until(
+        &metrics,
+        &[(
+            "secure_link_connections_closed_total{reason=\"clean\"}",
+            1.0,
+        )],
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "secure_link_connections_closed_total{reason=\"clean\"}"
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    server.signal("-TERM");
+    server.wait_exit();
+    let logged = server.count_stderr("accept");
+    let keys_line = server.count_stderr("accepting HMAC keys");
+    println!(
+        "120 connections to the metrics port: {used} clock ticks of CPU in 2 s, {held} descriptors held, {} accept log lines",
+        logged - keys_line
+    );
+    assert_eq!(logged - keys_line, 0, "{:#?}", server.stderr_text());
+}
+
+/// A scraper that sends no request, or only part of its head, is
+/// answered 408 and closed once the endpoint's read timeout (5 s) passes:
+/// it cannot hold one of the endpoint's few slots.
+#[test]
+fn a_silent_or_partial_scrape_is_answered_408_and_closed() {
+    use std::io::{Read, Write};
+    let ws = Workspace::new("scrapeslow");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(&ws, &["--metrics", &metrics]);
+    server.wait_stderr("Prometheus metrics on");
+    let silent = TcpStream::connect(&metrics).unwrap();
+    let mut partial = TcpStream::connect(&metrics).unwrap();
+    partial
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    for mut stream in [silent, partial] {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{response}"
+        );
+    }
+    println!(
+        "silent and partial scrapes closed after {:?}",
+        started.elapsed()
+    );
+    // The endpoint still answers a whole request.
+    let body = scrape(&metrics);
+    assert!(
+        sample(&body, "secure_link_connections_open").is_some(),
+        "{body}"
+    );
+}

@@ -25,7 +25,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Descriptors kept free for everything but client connections (stdio,
-/// the listener, the runtime, files read on the way).
+/// the listeners, the runtime, files read on the way, and the metrics
+/// endpoint's connections: at most `scrape::MAX_SCRAPERS`).
 const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// The default connection cap: what the descriptor limit leaves after
@@ -42,6 +43,8 @@ pub(crate) fn default_max_connections() -> usize {
 }
 
 pub(crate) struct Acceptor {
+    /// What the listener is for, in its log lines ("clients", "metrics").
+    name: &'static str,
     listener: TcpListener,
     slots: Arc<Semaphore>,
     pause: Duration,
@@ -51,8 +54,9 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    pub(crate) fn new(listener: TcpListener, max_connections: usize) -> Self {
+    pub(crate) fn new(name: &'static str, listener: TcpListener, max_connections: usize) -> Self {
         Acceptor {
+            name,
             listener,
             slots: Arc::new(Semaphore::new(max_connections)),
             pause: FIRST_PAUSE,
@@ -91,10 +95,11 @@ impl Acceptor {
             .is_none_or(|last| last.elapsed() >= LOG_INTERVAL);
         if due {
             let repeats = self.unreported - 1;
+            let listener = self.name;
             if repeats == 0 {
-                warn!(event = "accept_failed", error = %err, "accept failed: {err}; retrying with back-off");
+                warn!(event = "accept_failed", listener, error = %err, "accept failed on the {listener} listener: {err}; retrying with back-off");
             } else {
-                warn!(event = "accept_failed", error = %err, repeats, "accept failed: {err} ({repeats} more failures since the last report)");
+                warn!(event = "accept_failed", listener, error = %err, repeats, "accept failed on the {listener} listener: {err} ({repeats} more failures since the last report)");
             }
             self.unreported = 0;
             self.last_report = Some(Instant::now());

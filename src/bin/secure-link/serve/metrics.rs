@@ -1,15 +1,13 @@
 //! `serve --metrics ADDR`: Prometheus counters of what serve does, through
-//! the `metrics` facade and `metrics-exporter-prometheus` (its HTTP
-//! listener answers any GET with the text format). Without `--metrics` no
-//! recorder is installed and every update below is a no-op.
+//! the `metrics` facade and `metrics-exporter-prometheus`'s recorder (the
+//! endpoint that renders them is serve's own, scrape.rs). Without
+//! `--metrics` no recorder is installed and every update below is a no-op.
 //!
 //! Names follow Prometheus' conventions: `secure_link_` prefix, `_total`
 //! on counters, units in the name.
 
-use std::net::SocketAddr;
-
 use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secure_link::{LinkError, Revoked};
 
 use crate::Error;
@@ -38,14 +36,12 @@ const SIZE_BUCKETS: [f64; 10] = [
     16_777_216.0,
 ];
 
-/// Installs the recorder and starts the HTTP listener on `addr` (on the
-/// current tokio runtime).
-pub(crate) fn serve_on(addr: SocketAddr) -> Result<(), Error> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Installs the recorder; the handle renders what it holds.
+pub(crate) fn install() -> Result<PrometheusHandle, Error> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(SIZE.to_owned()), &SIZE_BUCKETS)
-        .and_then(PrometheusBuilder::install)
-        .map_err(|err| Error::msg(format!("--metrics {addr}: {err}")))?;
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|err| Error::msg(format!("--metrics: {err}")))?;
     describe();
     // Present from the first scrape, at zero.
     for reason in Closed::ALL {
@@ -58,7 +54,7 @@ pub(crate) fn serve_on(addr: SocketAddr) -> Result<(), Error> {
         counter!(name).absolute(0);
     }
     gauge!(OPEN).set(0.0);
-    Ok(())
+    Ok(handle)
 }
 
 fn describe() {

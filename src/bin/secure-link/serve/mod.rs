@@ -1,6 +1,7 @@
 //! `serve`: accept secure links, print each authenticated message as a
 //! line. The accept loop (`accept.rs`), one connection (`connection.rs`),
-//! the stdout writer (`output.rs`) and the signals (`signals.rs`) are
+//! the stdout writer (`output.rs`), the signals (`signals.rs`) and the
+//! metrics endpoint (`metrics.rs`, `scrape.rs`) are
 //! wired together here, with the reload on SIGHUP (`load_acceptor`) and the
 //! shutdown.
 
@@ -8,6 +9,7 @@ mod accept;
 mod connection;
 mod metrics;
 mod output;
+mod scrape;
 mod signals;
 
 use std::net::SocketAddr;
@@ -140,10 +142,18 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     // must find its handler.
     let mut signals = signals::Signals::install()?;
     let mut reloads = signals::Reloads::install()?;
-    if let Some(addr) = args.metrics {
-        metrics::serve_on(addr)?;
-        info!(event = "metrics", %addr, "Prometheus metrics on http://{addr}/metrics");
-    }
+    let scraping = match args.metrics {
+        Some(addr) => {
+            let handle = metrics::install()?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|err| Error::msg(format!("--metrics: cannot listen on {addr}: {err}")))?;
+            let addr = listener.local_addr()?;
+            info!(event = "metrics", %addr, "Prometheus metrics on http://{addr}/metrics");
+            Some(tokio::spawn(scrape::serve(listener, handle)))
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|err| Error::msg(format!("cannot listen on {}: {err}", args.listen)))?;
@@ -158,7 +168,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
 
     let (output, writer) = output::spawn(args.format);
     let mut writer = Some(writer);
-    let mut incoming = accept::Acceptor::new(listener, args.max_connections);
+    let mut incoming = accept::Acceptor::new("clients", listener, args.max_connections);
     let mut connections = JoinSet::new();
     let mut reload = Reload::default();
     let stopped = loop {
@@ -198,6 +208,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     // then let stdout take what is queued: within a grace period, and a
     // second signal ends the wait at once.
     drop(incoming);
+    if let Some(scraping) = scraping {
+        scraping.abort();
+    }
     connections.shutdown().await;
     drop(output);
     let Some(writer) = writer else {
