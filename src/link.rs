@@ -29,7 +29,9 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Capacity of the read buffer of a connection that is waiting for a
 /// message: what a new connection starts with, and what a larger buffer
-/// is swapped for when the link is read dry (see [`RELEASE_AFTER`]). It
+/// is swapped for once it is empty: when the message that grew it is
+/// handed over with nothing after it, or when the link is read dry (see
+/// [`RELEASE_AFTER`]). It
 /// grows as frames need (see the codec's decoder contract). An idle
 /// connection's heap is mostly this, rustls' session state and the codec
 /// (tests/idle_memory.rs holds the server's share to 24 KiB); bulk
@@ -40,17 +42,22 @@ pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
 
 /// The largest write buffer an idle link keeps. A new connection's write
 /// buffer is empty (no allocation) and grows with what is encoded; a
-/// larger one, left by a large message or a long batch, is released with
-/// a grown read buffer (see [`RELEASE_AFTER`]).
+/// larger one, left by a large message or a long batch, is released on
+/// the flush that empties it, and when the link is read dry (see
+/// [`RELEASE_AFTER`]).
 pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long a link busy with large frames keeps the buffers they grew.
-/// A link that is read dry (every byte received decoded, nothing more to
-/// read) gives back a read buffer grown past [`IDLE_READ_BUFFER`] and an
-/// empty write buffer over [`IDLE_WRITE_BUFFER`] at once, unless one of
-/// them grew again within this long of the last time it went: then it
-/// keeps them until it has been read dry for this long (a timer wakes the reading
-/// task; an idle server connection always has a reader).
+/// A grown buffer goes as soon as the work that grew it is done: a read
+/// buffer grown past [`IDLE_READ_BUFFER`] when its message is handed over
+/// with nothing else buffered, an empty write buffer over
+/// [`IDLE_WRITE_BUFFER`] on the flush that empties it, and both when the
+/// link is read dry (every byte received decoded, nothing more to read);
+/// unless one of them grew again within this long of the last time it
+/// went: then the link keeps them until it has been read dry for this
+/// long (a timer wakes the reading task; an idle server connection always
+/// has a reader), or, on a link that never reads, until its first flush
+/// after such a quiet spell.
 ///
 /// Giving them back every time the link was read dry made a link that
 /// carries one large message after another allocate its buffers afresh
@@ -243,7 +250,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
                 return Poll::Ready(Err(err));
             }
         }
-        Pin::new(&mut self.framed).poll_flush(cx)
+        let flushed = Pin::new(&mut self.framed).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            // A link that only sends is never read dry: its write buffer
+            // goes on the flush that empties it.
+            if self.write_grown() {
+                self.release_grown(false, true);
+            }
+        }
+        flushed
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -261,6 +276,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
         let next = Pin::new(&mut self.framed).poll_next(cx);
         if let Poll::Ready(Some(Ok(_))) = next {
             self.answering = true;
+            // The message that needed a grown buffer is handed over: with
+            // nothing else buffered the buffer goes now, not when the
+            // application next reads (a request/response client reads
+            // only when it waits for its next reply).
+            if self.framed.read_buffer().is_empty() && self.read_grown() {
+                self.release_grown(true, false);
+            }
         }
         if next.is_pending() {
             // Read dry: hash what there is of the frame in progress while
@@ -291,17 +313,7 @@ impl<T> FramedLink<T> {
             if !read && !write {
                 return;
             }
-            let now = tokio::time::Instant::now();
-            let again = |released: Option<tokio::time::Instant>| {
-                released.is_some_and(|at| now.saturating_duration_since(at) < RELEASE_AFTER)
-            };
-            let busy =
-                (read && again(self.read_released_at)) || (write && again(self.write_released_at));
-            if !busy {
-                self.release_buffers(now);
-                return;
-            }
-            self.release = Some(Box::pin(tokio::time::sleep_until(now + RELEASE_AFTER)));
+            self.release_grown(read, write);
         }
         let Some(timer) = &mut self.release else {
             return;
@@ -311,6 +323,27 @@ impl<T> FramedLink<T> {
         }
         self.release = None;
         self.release_buffers(tokio::time::Instant::now());
+    }
+
+    /// The grown buffers named (`read`, `write`), found empty, go now,
+    /// unless one of them grew again within [`RELEASE_AFTER`] of the last
+    /// time it went: then the link is busy with large frames, and the
+    /// release timer is armed (if it is not), for `poll_release` to wait
+    /// on when the link is next read dry. Until then such a buffer stays:
+    /// on a link that only sends, until the first flush after a quiet
+    /// second.
+    fn release_grown(&mut self, read: bool, write: bool) {
+        let now = tokio::time::Instant::now();
+        let again = |released: Option<tokio::time::Instant>| {
+            released.is_some_and(|at| now.saturating_duration_since(at) < RELEASE_AFTER)
+        };
+        let busy =
+            (read && again(self.read_released_at)) || (write && again(self.write_released_at));
+        if !busy {
+            self.release_buffers(now);
+        } else if self.release.is_none() {
+            self.release = Some(Box::pin(tokio::time::sleep_until(now + RELEASE_AFTER)));
+        }
     }
 
     /// Swaps an empty, grown read buffer for a fresh idle one and drops an

@@ -369,3 +369,68 @@ fn a_buffer_that_grows_again_exactly_a_second_later_is_released_at_once() {
         "1 s apart {exactly} B held, 2 s apart {quiet} B"
     );
 }
+
+/// Heap both ends of one link hold after the client has sent one
+/// `size`-byte message and the server has read it and then found nothing
+/// more (as its loop would): the client never reads, as a send-only
+/// client (`journalctl -f | secure-link send`) does not.
+fn held_after_send_only(size: usize) -> i64 {
+    let ((), counted) = on_one_link(size, async |client, server| {
+        use futures::{FutureExt, SinkExt, StreamExt};
+        let message = bytes::Bytes::from(vec![5u8; size]);
+        let (sent, received) = tokio::join!(client.send(message), server.next());
+        sent.expect("send");
+        assert_eq!(received.expect("a message").expect("valid").len(), size);
+        assert!(server.next().now_or_never().is_none());
+    });
+    counted.bytes_current
+}
+
+/// A client that only sends gives back the write buffer a large message
+/// grew on the flush that empties it: it never reads, so it is never read
+/// dry, and kept the buffer for the life of the link.
+#[test]
+fn a_send_only_client_gives_back_its_write_buffer_when_the_flush_empties_it() {
+    let small = held_after_send_only(1024);
+    let large = held_after_send_only(256 * 1024);
+    eprintln!("both ends hold {small} B after a 1 KiB send, {large} B after 256 KiB");
+    assert!(
+        large <= small + 8 * 1024,
+        "{large} B after a 256 KiB send, {small} B after 1 KiB"
+    );
+}
+
+/// Heap both ends of one link hold after one request/response of `size`
+/// bytes each way (the server echoes): the server then reads on, as its
+/// loop does, but the client calls `next()` only when it expects a reply,
+/// so it is not read dry after the reply it took.
+fn held_after_echo(size: usize) -> i64 {
+    let ((), counted) = on_one_link(size, async |client, server| {
+        use futures::{FutureExt, SinkExt, StreamExt};
+        let request = bytes::Bytes::from(vec![6u8; size]);
+        let (sent, received) = tokio::join!(client.send(request), server.next());
+        sent.expect("send");
+        let received = received.expect("a message").expect("valid");
+        let (echoed, reply) = tokio::join!(server.send(received), client.next());
+        echoed.expect("echo");
+        assert_eq!(reply.expect("a reply").expect("valid").len(), size);
+        assert!(server.next().now_or_never().is_none());
+    });
+    counted.bytes_current
+}
+
+/// A request/response client gives back the read buffer a large reply
+/// grew when it hands that reply over with nothing else buffered, not
+/// only when it next reads dry (which such a client does only when it
+/// waits for its next reply). After one 256 KiB echo both ends hold
+/// within 8 KiB of what they hold after a 1 KiB echo.
+#[test]
+fn a_request_response_client_gives_back_the_read_buffer_a_large_reply_grew() {
+    let small = held_after_echo(1024);
+    let large = held_after_echo(256 * 1024);
+    eprintln!("both ends hold {small} B after a 1 KiB echo, {large} B after 256 KiB");
+    assert!(
+        large <= small + 8 * 1024,
+        "{large} B after a 256 KiB echo, {small} B after 1 KiB"
+    );
+}
