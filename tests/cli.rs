@@ -932,12 +932,17 @@ fn send_exits_when_the_server_ends_an_idle_link_while_its_input_is_open() {
     stdin.flush().unwrap();
     assert_eq!(server.next_line(), "first line");
     server.wait_stderr("the peer was silent for 1s");
+    let ended = std::time::Instant::now();
     // The next line comes after the end; stdin stays open (held here):
     // send must exit by itself, and the line must not reach serve.
     let _ = stdin.write_all(b"second line\n");
     let _ = stdin.flush();
     let status = exit_within(&mut child, PATIENCE)
         .expect("send still running with its input open after the link ended");
+    println!(
+        "send exited {:?} after serve logged the idle end",
+        ended.elapsed()
+    );
     drop(stdin);
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -1092,4 +1097,52 @@ fn serve_and_send_turn_on_tcp_keepalive_with_their_settings() {
     assert!(sending <= 9.0, "send's keepalive timer {sending} s");
     drop(stdin);
     assert!(child.wait().unwrap().success());
+}
+
+/// A server that stops taking bytes (here: stopped with SIGSTOP, so its
+/// kernel still acknowledges what fits in its buffers): `send --write-timeout
+/// 2` fills the buffers, then makes no progress for 2 s and exits 1 naming
+/// the limit, instead of waiting until the kernel gives up (about 15
+/// minutes on a black-holed route; never here, the peer's kernel answers).
+#[test]
+fn send_exits_at_its_write_timeout_when_the_server_stops_reading() {
+    use std::io::Write;
+    let ws = Workspace::new("write-timeout");
+    let server = Server::start(&ws, &[]);
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend(["--write-timeout", "2"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = secure_link(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(server.next_line(), "first");
+    server.signal("-STOP");
+    let stopped = std::time::Instant::now();
+    // Lines of 64 KiB until send stops taking them (its pipe breaks when it
+    // exits), at most 256 MiB: far more than loopback buffers hold.
+    let pump = std::thread::spawn(move || {
+        let line = [vec![b'x'; 64 * 1024 - 1], vec![b'\n']].concat();
+        for _ in 0..4096 {
+            if stdin.write_all(&line).is_err() {
+                return;
+            }
+        }
+    });
+    let status = exit_within(&mut child, PATIENCE);
+    let took = stopped.elapsed();
+    server.signal("-CONT");
+    let status = status.expect("send still running 60 s after the server stopped reading");
+    pump.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    println!("send exited {took:?} after the server stopped (write timeout 2 s)");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the peer took no bytes for 2s"), "{stderr}");
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
 }
