@@ -383,6 +383,18 @@ impl<IO> SecureClient<IO> {
         }
     }
 
+    /// A write's error, or the cause the stream already met: a write into
+    /// a connection whose end the stream has read (the two may be polled
+    /// by two tasks) fails with a bare broken pipe or reset, where the
+    /// stream saw why (the server's alert refusing this client's
+    /// certificate, say).
+    fn write_failed(&self, err: LinkError) -> LinkError {
+        match (&err, self.connection_lost()) {
+            (LinkError::Io(_), Some(lost)) => lost,
+            _ => err,
+        }
+    }
+
     fn queue_full(&self) -> bool {
         self.read_while_closing.len() >= CLOSE_READ_MAX_MESSAGES
             || self.queued_bytes >= CLOSE_READ_LIMIT
@@ -399,7 +411,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
         if let Some(lost) = self.connection_lost() {
             return Poll::Ready(Err(lost));
         }
-        Pin::new(&mut self.framed).poll_ready(cx)
+        let ready = Pin::new(&mut self.framed).poll_ready(cx);
+        ready.map_err(|err| self.write_failed(err))
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
@@ -417,7 +430,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
             // Nothing can have been added since close() started.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.framed).poll_flush(cx)
+        let flushed = Pin::new(&mut self.framed).poll_flush(cx);
+        flushed.map_err(|err| self.write_failed(err))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -458,7 +472,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
                 match Pin::new(&mut self.framed).poll_close(cx) {
                     Poll::Ready(Ok(())) if deadline.is_none() => self.finish(Ok(())),
                     Poll::Ready(Ok(())) => *notified = true,
-                    Poll::Ready(Err(err)) => self.finish(Err(err)),
+                    Poll::Ready(Err(err)) => {
+                        let err = self.write_failed(err);
+                        self.finish(Err(err));
+                    }
                     Poll::Pending if expired(deadline, cx) => self.finish_timed_out(),
                     Poll::Pending => return Poll::Pending,
                 }

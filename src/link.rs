@@ -322,7 +322,7 @@ impl<T> FramedLink<T> {
             return;
         }
         self.release = None;
-        self.release_buffers(tokio::time::Instant::now());
+        self.release_buffers(tokio::time::Instant::now(), true, true);
     }
 
     /// The grown buffers named (`read`, `write`), found empty, go now,
@@ -340,21 +340,26 @@ impl<T> FramedLink<T> {
         let busy =
             (read && again(self.read_released_at)) || (write && again(self.write_released_at));
         if !busy {
-            self.release_buffers(now);
+            self.release_buffers(now, read, write);
+            // A timer armed for a buffer that has gone since.
+            if !self.read_grown() && !self.write_grown() {
+                self.release = None;
+            }
         } else if self.release.is_none() {
             self.release = Some(Box::pin(tokio::time::sleep_until(now + RELEASE_AFTER)));
         }
     }
 
-    /// Swaps an empty, grown read buffer for a fresh idle one and drops an
-    /// empty write buffer over its idle size; notes when each went.
-    fn release_buffers(&mut self, now: tokio::time::Instant) {
-        if self.framed.read_buffer().is_empty() && self.read_grown() {
+    /// Swaps an empty, grown read buffer for a fresh idle one (if `read`)
+    /// and drops an empty write buffer over its idle size (if `write`);
+    /// notes when each went.
+    fn release_buffers(&mut self, now: tokio::time::Instant, read: bool, write: bool) {
+        if read && self.framed.read_buffer().is_empty() && self.read_grown() {
             *self.framed.read_buffer_mut() = BytesMut::with_capacity(IDLE_READ_BUFFER);
             self.idle_read_at = self.framed.read_buffer().as_ptr().addr();
             self.read_released_at = Some(now);
         }
-        if self.framed.write_buffer().is_empty() && self.write_grown() {
+        if write && self.framed.write_buffer().is_empty() && self.write_grown() {
             *self.framed.write_buffer_mut() = BytesMut::new();
             self.write_released_at = Some(now);
         }

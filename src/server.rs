@@ -530,7 +530,11 @@ impl<IO> SecureServer<IO> {
     /// client verifier of your own is not checked for client certificates.
     pub fn revoked_by(&self, acceptor: &SecureAcceptor) -> Option<Revoked> {
         if let Some(index) = self.link().codec().pinned_key() {
-            let pinned = &self.keys.get(index)?.key;
+            // The codec pins an index into the keys the link was accepted
+            // with; one that is not there cannot be vouched for.
+            let Some(pinned) = self.keys.get(index).map(|accepted| &accepted.key) else {
+                return Some(Revoked::Key);
+            };
             if revocation::key_revoked(pinned, acceptor.keys.iter().map(|a| &a.key)) {
                 return Some(Revoked::Key);
             }
@@ -595,7 +599,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
         if let Some(lost) = &self.lost {
             return Poll::Ready(Err(lost.duplicate()));
         }
-        Pin::new(self.link_mut()).poll_ready(cx)
+        let ready = Pin::new(self.link_mut()).poll_ready(cx);
+        ready.map_err(|err| self.write_failed(err))
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
@@ -609,7 +614,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        Pin::new(self.link_mut()).poll_flush(cx)
+        let flushed = Pin::new(self.link_mut()).poll_flush(cx);
+        flushed.map_err(|err| self.write_failed(err))
     }
 
     /// Flushes, sends `close_notify` and shuts down the transport's write
@@ -617,7 +623,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
     /// with [`LinkError::SinkClosed`].
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         self.closed = true;
-        Pin::new(self.link_mut()).poll_close(cx)
+        let closed = Pin::new(self.link_mut()).poll_close(cx);
+        closed.map_err(|err| self.write_failed(err))
+    }
+}
+
+impl<IO> SecureServer<IO> {
+    /// A write's error, or the cause the stream already met: a write into
+    /// a connection whose end the stream has read fails with a bare broken
+    /// pipe or reset, where the stream saw why (the peer's alert, say).
+    fn write_failed(&self, err: LinkError) -> LinkError {
+        match (&err, &self.lost) {
+            (LinkError::Io(_), Some(lost)) => lost.duplicate(),
+            _ => err,
+        }
     }
 }
 

@@ -214,7 +214,8 @@ pub(crate) fn cert_and_key(
     let chain = parse_certs(cert_chain_pem, "certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes()).map_err(|err| {
         LinkError::config(format!(
-            "no usable private key in the private key PEM: {err}"
+            "no usable private key in the private key PEM: {}",
+            pem_problem(&err)
         ))
     })?;
     Ok((chain, key))
@@ -223,11 +224,33 @@ pub(crate) fn cert_and_key(
 fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, LinkError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| LinkError::config(format!("cannot parse the {what} PEM: {err}")))?;
+        .map_err(|err| {
+            LinkError::config(format!(
+                "cannot parse the {what} PEM: {}",
+                pem_problem(&err)
+            ))
+        })?;
     if certs.is_empty() {
         return Err(LinkError::config(format!(
             "no CERTIFICATE block in the {what} PEM"
         )));
     }
     Ok(certs)
+}
+
+/// A PEM parse error in words: rustls-pki-types prints the markers it
+/// names as lists of byte values.
+fn pem_problem(err: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).escape_debug().to_string();
+    match err {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "it ends inside a block, with no `-----END {}-----` line (cut short, or still being written?)",
+            text(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("malformed line starting a block: {:?}", text(line))
+        }
+        other => other.to_string(),
+    }
 }

@@ -82,6 +82,11 @@ fn write_tls<IO: AsyncWrite + Unpin, D>(
     }
 }
 
+/// How long a failed write waits for the peer's alert to become readable
+/// (see `WriteDeadline::explained`): the bytes are in the kernel already,
+/// only the reactor has to see them.
+const ALERT_WAIT: Duration = Duration::from_millis(500);
+
 /// How many reads [`received_error`] tries: an alert is one small record,
 /// usually in the first read; this bounds the work after a failed write.
 const ALERT_READS: usize = 4;
@@ -92,8 +97,9 @@ fn received_error<IO: AsyncRead + Unpin, D>(
     cx: &mut Context<'_>,
 ) -> Poll<Option<rustls::Error>> {
     for _ in 0..ALERT_READS {
-        // Not while rustls' plaintext buffer is full: the link reads that
-        // first (rustls' own bound on what it holds).
+        // rustls reads no more records while it holds plaintext the link
+        // has not taken (`wants_read` is false then): an alert behind
+        // application data is found by the link's next read instead.
         if !conn.wants_read() {
             return Poll::Ready(None);
         }
@@ -170,9 +176,13 @@ pub(crate) struct WriteDeadline<T> {
     /// The limit passed once: the link's writes are over (a frame may be
     /// half written), and every later write fails the same way at once.
     timed_out: Option<Duration>,
-    /// A write failed with this I/O error; the transport is being read for
-    /// the peer's alert, the better cause, before it is returned.
+    /// A write failed with this I/O error: the transport is being read
+    /// for the peer's alert, the better cause, for at most
+    /// [`ALERT_WAIT`] (`alert_wait`), before it is returned.
     failed: Option<io::Error>,
+    alert_wait: Option<Pin<Box<Sleep>>>,
+    /// `disarm` was called: no timer may be armed.
+    disarmed: bool,
 }
 
 impl<T> WriteDeadline<T> {
@@ -184,6 +194,8 @@ impl<T> WriteDeadline<T> {
             armed: false,
             timed_out: None,
             failed: None,
+            alert_wait: None,
+            disarmed: false,
         }
     }
 
@@ -192,6 +204,7 @@ impl<T> WriteDeadline<T> {
     pub(crate) fn disarm(&mut self) {
         self.limit = None;
         self.armed = false;
+        self.disarmed = true;
     }
 
     pub(crate) fn get_ref(&self) -> &T {
@@ -284,9 +297,11 @@ impl<T: TlsTransport> WriteDeadline<T> {
     /// A failed write's error, with the better cause where the peer sent
     /// one before it closed: its alert (a client certificate refused after
     /// the client's handshake ended, say), which a broken pipe or a reset
-    /// hides although it is in the transport's receive buffer. Waits for
-    /// the transport to have something to read, at most the write limit
-    /// (then `err` as it was).
+    /// hides although it is in the transport's receive buffer. The reactor
+    /// may not have seen those bytes yet when the write fails, so this
+    /// waits for them to be readable, at most [`ALERT_WAIT`] (and at most
+    /// the write limit); then `err` as it was. Not a write timeout: the
+    /// link's later writes are not failed by it.
     fn explained<R>(&mut self, cx: &mut Context<'_>, err: io::Error) -> Poll<io::Result<R>> {
         let typed = err
             .get_ref()
@@ -294,18 +309,25 @@ impl<T: TlsTransport> WriteDeadline<T> {
         if typed {
             return Poll::Ready(Err(err));
         }
-        match self.inner.poll_received_error(cx) {
-            Poll::Ready(Some(alert)) => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, alert)))
-            }
-            Poll::Ready(None) => Poll::Ready(Err(err)),
-            Poll::Pending => match self.waiting::<()>(cx) {
-                Poll::Pending => {
+        let found = match self.inner.poll_received_error(cx) {
+            Poll::Ready(found) => found,
+            Poll::Pending if self.disarmed => None,
+            Poll::Pending => {
+                let wait = self.limit.map_or(ALERT_WAIT, |limit| limit.min(ALERT_WAIT));
+                let timer = self
+                    .alert_wait
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+                if timer.as_mut().poll(cx).is_pending() {
                     self.failed = Some(err);
-                    Poll::Pending
+                    return Poll::Pending;
                 }
-                Poll::Ready(_) => Poll::Ready(Err(err)),
-            },
+                None
+            }
+        };
+        self.alert_wait = None;
+        match found {
+            Some(alert) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, alert))),
+            None => Poll::Ready(Err(err)),
         }
     }
 }

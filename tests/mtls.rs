@@ -17,6 +17,59 @@ fn mtls_acceptor(bundle: &certs::CertBundle) -> SecureAcceptor {
         .unwrap()
 }
 
+/// The same over an in-memory pipe, where the order is fixed: the server
+/// refuses, sends its alert and drops its end before the client does
+/// anything, so the client's first write fails with a broken pipe while
+/// the alert waits unread. A send first, and a read by the stream half
+/// while the sink half holds a message and closes: each returns the
+/// alert, never the bare broken pipe.
+#[tokio::test]
+async fn a_refused_client_gets_the_alert_and_not_a_broken_pipe_over_a_pipe() {
+    let bundle = certs::generate_with_clients(&["localhost"], &["node-1"]).unwrap();
+    let acceptor = mtls_acceptor(&bundle);
+    let without = SecureConnector::new(&bundle.ca_pem, KEY).unwrap();
+    let is_alert = |err: &LinkError| {
+        matches!(
+            err,
+            LinkError::Tls(rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            ))
+        )
+    };
+    let refused = async || {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (client, server) = tokio::join!(
+            without.connect("localhost", client_io),
+            acceptor.accept(server_io)
+        );
+        assert!(
+            server.is_err(),
+            "the server accepted a client without a certificate"
+        );
+        client.expect("connect returns before the verdict")
+    };
+
+    // A send into the closed pipe: the write fails, the alert is read.
+    let mut client = refused().await;
+    let err = client
+        .send("into the closed pipe".into())
+        .await
+        .unwrap_err();
+    assert!(is_alert(&err), "send: {err:?}");
+    let err = client.close().await.unwrap_err();
+    assert!(is_alert(&err), "close after the send: {err:?}");
+
+    // A message fed (buffered, not written), then the stream half reads
+    // the alert; the sink half's close writes the message, fails with
+    // nothing left to read, and names the alert too.
+    let (mut sink, mut stream) = refused().await.split();
+    sink.feed("buffered".into()).await.unwrap();
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert!(is_alert(&err), "read: {err:?}");
+    let err = sink.close().await.unwrap_err();
+    assert!(is_alert(&err), "close after the stream's read: {err:?}");
+}
+
 /// Connects `connector` to `acceptor` over duplex, sends one message; the
 /// server's verdict and the identity it saw.
 async fn exchange(

@@ -827,8 +827,14 @@ fn reloads_read_off_the_event_loop_and_refuse_files_caught_mid_write() {
     let chain = std::fs::read_to_string(ws.path("pki/server-chain.pem")).unwrap();
     std::fs::write(ws.path("pki/server-chain.pem"), &chain[..chain.len() / 3]).unwrap();
     server.signal("-HUP");
+    // (Refused before this change too; the message now says why in words.)
     let failed = server.wait_stderr("reload failed");
-    assert!(failed.contains("server-chain.pem"), "{failed}");
+    assert!(
+        failed.contains("server-chain.pem")
+            && failed.contains("certificate chain PEM: it ends inside a block")
+            && failed.contains("-----END CERTIFICATE-----"),
+        "{failed}"
+    );
     let out = served("the running configuration stays");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(server.next_line(), "the running configuration stays");

@@ -154,17 +154,21 @@ pub(crate) fn explain(err: &LinkError) -> String {
         }
         // In TLS 1.3 a refused client certificate arrives after connect,
         // as an alert on the first read, flush or close.
+        LinkError::Tls(rustls::Error::AlertReceived(AlertDescription::CertificateRequired)) => {
+            "the server requires a client certificate (TLS alert CertificateRequired): \
+             give --cert-chain and --private-key, signed by the server's --client-ca"
+                .to_owned()
+        }
         LinkError::Tls(rustls::Error::AlertReceived(
             alert @ (AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
-            | AlertDescription::CertificateRequired
             | AlertDescription::CertificateExpired
             | AlertDescription::CertificateRevoked
             | AlertDescription::CertificateUnknown
             | AlertDescription::UnsupportedCertificate),
         )) => format!(
             "the server refused this client's certificate (TLS alert {alert:?}): \
-             --client-cert must be signed by the server's --client-ca"
+             --cert-chain must be signed by the server's --client-ca"
         ),
         other => explain_common(other),
     }

@@ -48,6 +48,10 @@ pub(crate) struct Acceptor {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     pause: Duration,
+    /// When accepting may be tried again after a failure. Kept here, not
+    /// in a sleep inside `next`: the caller's `select!` drops that future
+    /// whenever another branch fires, and the pause must hold all the same.
+    resume_at: Option<Instant>,
     /// Failures since the last line logged, and when that was.
     unreported: u64,
     last_report: Option<Instant>,
@@ -60,6 +64,7 @@ impl Acceptor {
             listener,
             slots: Arc::new(Semaphore::new(max_connections)),
             pause: FIRST_PAUSE,
+            resume_at: None,
             unreported: 0,
             last_report: None,
         }
@@ -73,6 +78,10 @@ impl Acceptor {
             return std::future::pending().await;
         };
         loop {
+            if let Some(at) = self.resume_at {
+                tokio::time::sleep_until(at).await;
+                self.resume_at = None;
+            }
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
                     self.pause = FIRST_PAUSE;
@@ -81,7 +90,7 @@ impl Acceptor {
                 Err(err) if is_connection_error(&err) => {} // that peer's problem
                 Err(err) => {
                     self.report(&err);
-                    tokio::time::sleep(self.pause).await;
+                    self.resume_at = Some(Instant::now() + self.pause);
                     self.pause = (self.pause * 2).min(MAX_PAUSE);
                 }
             }

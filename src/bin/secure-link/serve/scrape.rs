@@ -16,6 +16,10 @@
 //!   is closed: one request per connection (`Connection: close`), which is
 //!   all a scraper polling every few seconds needs.
 //!
+//! Eight connections that send nothing keep a real scraper waiting, 5 s
+//! at a time, for as long as they are renewed: the endpoint has no
+//! authentication, so bind it to loopback or a management network.
+//!
 //! Any `GET` (or `HEAD`) path answers with the text exposition format;
 //! other methods get `405`, anything that is not an HTTP/1 request `400`.
 
@@ -38,6 +42,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head read (request line and headers).
 const MAX_HEAD: usize = 8 * 1024;
+/// Most bytes read and dropped after the answer, until the scraper closes
+/// (within [`WRITE_TIMEOUT`]).
+const MAX_LINGER: usize = 64 * 1024;
 /// How often the recorder's histograms are drained into their buckets
 /// (`PrometheusHandle::run_upkeep`), so that samples recorded between
 /// scrapes, or with nobody scraping, do not pile up.
@@ -77,7 +84,19 @@ async fn answer(mut tcp: TcpStream, handle: PrometheusHandle, _slot: OwnedSemaph
     // resets, gets nothing more.
     let _ = timeout(WRITE_TIMEOUT, async {
         tcp.write_all(&response).await?;
-        tcp.shutdown().await
+        tcp.shutdown().await?;
+        // Take what else the scraper sent (a refused request's body), a
+        // little and briefly, so that closing with it unread does not
+        // reset the connection before the answer is read.
+        let mut rest = [0u8; 1024];
+        let mut left = MAX_LINGER;
+        while left > 0 {
+            match tcp.read(&mut rest).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
     })
     .await;
 }
@@ -131,6 +150,9 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 /// The whole response to a request head; `render` is called only for a
 /// request that gets the metrics.
 fn respond(head: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
+    // Empty lines before the request line are ignored (RFC 9112, 2.2).
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
+    let head = start.map_or(&head[head.len()..], |start| &head[start..]);
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|&b| b == b' ');
@@ -195,8 +217,16 @@ mod tests {
     }
 
     #[test]
-    fn a_head_request_gets_the_length_without_the_body() {
+    fn a_head_request_gets_the_length_without_the_body_and_blank_lines_first_are_ignored() {
         let response = text(respond(b"HEAD / HTTP/1.0\n\n", || "m 1\n".to_owned()));
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        let after_blank = text(respond(b"\r\nGET / HTTP/1.1\r\n\r\n", || {
+            "m 1\n".to_owned()
+        }));
+        assert!(
+            after_blank.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{after_blank}"
+        );
         assert!(response.contains("Content-Length: 4\r\n"), "{response}");
         assert!(response.ends_with("\r\n\r\n"), "{response}");
     }
