@@ -73,15 +73,13 @@
 //! * `aws-lc-rs` (default) or `ring`: the rustls crypto provider
 //!   ([`tls`] explains the choice).
 //! * `certs`: `certs::generate`, a CA and a server certificate via rcgen.
-//! * `cli` (default): the `secure-link` command-line tool (and the
-//!   benchmark behind `secure-link bench`).
+//!
+//! The `secure-link` command-line tool is its own package,
+//! `secure-link-cli` (`cargo install secure-link-cli`), built on this one.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "bench")]
-#[doc(hidden)]
-pub mod benchmark;
 pub mod blocking;
 #[cfg(feature = "certs")]
 pub mod certs;
@@ -89,6 +87,7 @@ mod client;
 pub mod codec;
 mod deadline;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod identity;

@@ -34,7 +34,7 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 /// [`RELEASE_AFTER`]). It
 /// grows as frames need (see the codec's decoder contract). An idle
 /// connection's heap is mostly this, rustls' session state and the codec
-/// (tests/idle_memory.rs holds the server's share to 24 KiB); bulk
+/// (cli/tests/idle_memory.rs holds the server's share to 24 KiB); bulk
 /// transfers of large frames still read into buffers of at least 32 KiB,
 /// and small frames read 8 KiB at a time (BENCHMARKS.md, "Memory per
 /// connection").
@@ -65,7 +65,7 @@ pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 /// in between, so each 64 KiB round trip paid about 50 page faults and
 /// took 1.5 x as long as the hand-written codec's with the ends on two
 /// threads (`back_to_back_large_messages_reuse_the_buffers` in
-/// tests/idle_memory.rs). Keeping them a second after every large
+/// cli/tests/idle_memory.rs). Keeping them a second after every large
 /// message instead held 400 connections' buffers at once after a burst of
 /// one large message each, and the process's resident set stayed at the
 /// peak (795 KiB per connection). The timer is only armed while a buffer

@@ -197,8 +197,16 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, LinkError> {
         .map_err(|_| LinkError::config(format!("invalid server name {name:?}")))
 }
 
-/// The root certificates in `pem`, as a rustls trust store.
-pub(crate) fn root_store(pem: &str) -> Result<RootCertStore, LinkError> {
+/// The root certificates in `pem`, as a rustls trust store: for a
+/// [`ClientConfig`] built by hand (other cipher suites, ALPN) that trusts
+/// the same roots as [`client_config`].
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if `pem` has no `CERTIFICATE` block or cannot be
+/// parsed (the problem in words, e.g. a block without its `END` line), and
+/// [`LinkError::Tls`] if rustls refuses a certificate as a root.
+pub fn root_store(pem: &str) -> Result<RootCertStore, LinkError> {
     let mut roots = RootCertStore::empty();
     for cert in parse_certs(pem, "root certificate")? {
         roots.add(cert)?;
@@ -206,8 +214,16 @@ pub(crate) fn root_store(pem: &str) -> Result<RootCertStore, LinkError> {
     Ok(roots)
 }
 
-/// A server's certificate chain and private key, from PEM.
-pub(crate) fn cert_and_key(
+/// A certificate chain (leaf first) and its private key, from PEM: what a
+/// [`ServerConfig`] built by hand, or a client certificate, takes.
+///
+/// # Errors
+///
+/// [`LinkError::Config`] if the chain has no `CERTIFICATE` block or cannot
+/// be parsed, or `private_key_pem` holds no usable private key (PKCS#8,
+/// PKCS#1 or SEC1). Whether the key matches the chain is checked where the
+/// configuration is built, not here.
+pub fn cert_and_key(
     cert_chain_pem: &str,
     private_key_pem: &str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LinkError> {

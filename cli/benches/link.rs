@@ -1,5 +1,5 @@
 //! Link throughput client -> server (this crate and the peers of
-//! `secure_link::benchmark`), over `tokio::io::duplex` and 127.0.0.1 TCP,
+//! `secure_link_cli::benchmark`), over `tokio::io::duplex` and 127.0.0.1 TCP,
 //! batched and per message; and handshakes per second.
 //!
 //! `secure-link bench` prints the same comparison as a table with ratios.
@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use secure_link::benchmark::{Mode, Peer, Setup, Transport, transfer};
+use secure_link_cli::benchmark::{Mode, Peer, Setup, Transport, transfer};
 
 const SIZES: [usize; 5] = [64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024];
 

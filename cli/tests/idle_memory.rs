@@ -4,11 +4,9 @@
 //! is connected and quiet, after a small and after a large exchange.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use secure_link::benchmark::{
+use secure_link_cli::benchmark::{
     Ends, IdleMemory, Peer, SETTLE, Setup, Transport, idle_connections, round_trips,
 };
 
@@ -169,7 +167,7 @@ fn on_one_link<R>(
     let mut ends = None;
     let counted = allocation_counter::measure(|| {
         runtime.block_on(async {
-            let (client_io, server_io) = common::tcp_pair().await;
+            let (client_io, server_io) = tcp_pair().await;
             let (client, server) = tokio::join!(
                 connector.connect("localhost", client_io),
                 acceptor.accept(server_io)
@@ -265,8 +263,7 @@ fn exchanges(
         .start_paused(true)
         .build()
         .expect("runtime");
-    let (connector, acceptor) = common::endpoints(common::KEY);
-    let (mut client, mut server) = runtime.block_on(common::connected(&connector, &acceptor));
+    let (mut client, mut server) = runtime.block_on(connected_over_duplex());
     let (request, reply) = (vec![1u8; request], vec![2u8; reply]);
     allocation_counter::measure(|| {
         let run = async {
@@ -433,4 +430,33 @@ fn a_request_response_client_gives_back_the_read_buffer_a_large_reply_grew() {
         large <= small + 8 * 1024,
         "{large} B after a 256 KiB echo, {small} B after 1 KiB"
     );
+}
+
+/// A connected pair of TCP streams on 127.0.0.1.
+async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    (client.unwrap(), accepted.unwrap().0)
+}
+
+/// A client and a server of [`Setup::ours`] over `tokio::io::duplex`,
+/// handshake done, with handshake and close limits far above what a
+/// loaded machine needs.
+async fn connected_over_duplex() -> (
+    secure_link::SecureClient<tokio::io::DuplexStream>,
+    secure_link::SecureServer<tokio::io::DuplexStream>,
+) {
+    let patience = Duration::from_secs(120);
+    let (connector, acceptor) = Setup::new().expect("setup").ours();
+    let connector = connector
+        .with_handshake_timeout(patience)
+        .with_close_timeout(patience);
+    let acceptor = acceptor.with_handshake_timeout(patience);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        connector.connect("localhost", client_io),
+        acceptor.accept(server_io)
+    );
+    (client.expect("connect"), server.expect("accept"))
 }

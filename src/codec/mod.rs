@@ -37,7 +37,7 @@
 //!   decoder never shrinks the buffer; the links of this crate swap a
 //!   grown buffer for an 8 KiB one when they have read everything there is
 //!   (after a second of that, when they are busy with large frames; see
-//!   tests/idle_memory.rs).
+//!   cli/tests/idle_memory.rs).
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.

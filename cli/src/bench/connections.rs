@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use secure_link::benchmark::{Latency, Peer, Sample, Setup, fan_in, median};
+use secure_link_cli::benchmark::{Latency, Peer, Sample, Setup, fan_in, median};
 
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress, raise_descriptor_limit};

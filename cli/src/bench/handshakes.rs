@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use secure_link::benchmark::{Handshaker, handshake_cases, handshakes};
+use secure_link_cli::benchmark::{Handshaker, handshake_cases, handshakes};
 
 use super::plot::Chart;
 use super::{Args, cell, progress};

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use secure_link::benchmark::{Ends, Latency, Peer, Setup, Transport, round_trips};
+use secure_link_cli::benchmark::{Ends, Latency, Peer, Setup, Transport, round_trips};
 
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, on_one_thread, progress};

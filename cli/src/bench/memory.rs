@@ -5,9 +5,9 @@
 //! Each case runs in a fresh child process (this binary, with the hidden
 //! `--memory-case`), so the resident-set growth of one case is not
 //! hidden by memory an earlier case freed to the allocator. Heap per end
-//! needs the counting allocator: build with `--features count-allocations`.
+//! needs the counting allocator: build with `-p secure-link-cli --features count-allocations`.
 
-use secure_link::benchmark::{IdleMemory, Meter, Peer, SETTLE, Setup, idle_connections};
+use secure_link_cli::benchmark::{IdleMemory, Meter, Peer, SETTLE, Setup, idle_connections};
 
 use super::plot::{Chart, Series};
 use super::{Args, PeerArg, cell, human, progress, raise_descriptor_limit};
@@ -102,7 +102,7 @@ pub(super) async fn run(args: &Args, peers: &[Peer], tour: bool) -> Result<Vec<C
          request/response exchange, per connection; each case in a fresh process"
     );
     if meter().is_none() {
-        outln!("heap columns need a build with --features count-allocations");
+        outln!("heap columns need a build with -p secure-link-cli --features count-allocations");
     }
     outln!(
         "rustls' own published figure for one TLS 1.3 session: about {RUSTLS_SESSION_KIB:.0} KiB\n"

@@ -1,5 +1,5 @@
 //! `bench`: this crate against the same peers (see
-//! `secure_link::benchmark`), interleaved in one run, medians and ratios in
+//! `secure_link_cli::benchmark`), interleaved in one run, medians and ratios in
 //! a table; one file per scenario.
 
 mod connections;
@@ -12,7 +12,7 @@ mod throughput;
 use std::future::Future;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use secure_link::benchmark::{Peer, Setup, Transport};
+use secure_link_cli::benchmark::{Peer, Setup, Transport};
 
 use crate::Error;
 

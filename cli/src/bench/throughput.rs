@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use secure_link::benchmark::{Mode, Peer, Sample, Setup, Transport, median, transfer};
+use secure_link_cli::benchmark::{Mode, Peer, Sample, Setup, Transport, median, transfer};
 
 use super::latency::EndsArg;
 use super::plot::{Chart, Series};

@@ -15,7 +15,7 @@ use super::latency::{Beside, Echo, Latency, Timer};
 use super::peers::{LinkEnd, OverLink, run_over};
 use super::throughput::pump_from;
 use super::{Mode, Peer, Sample, Setup, tcp_pair};
-use crate::LinkError;
+use secure_link::LinkError;
 
 /// Opens `clients` connections of `peer` (handshakes not timed), then lets
 /// every client send `per_client` messages of `size` bytes, batched, at

@@ -3,6 +3,7 @@
 //! exchange group; ours (`SecureConnector::connect` / `SecureAcceptor::
 //! accept`) against tokio-rustls alone on the same configurations.
 
+use secure_link::tokio_rustls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use tokio_rustls::rustls::crypto::SupportedKxGroup;
 use tokio_rustls::rustls::{ClientConfig, NamedGroup, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
+use secure_link::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 
 /// The server's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,7 +136,7 @@ fn configs(
         Ok((ca_cert.pem(), cert.pem(), server_key.serialize_pem()))
     };
     let (ca_pem, cert_pem, key_pem) = generated()
-        .map_err(|err| LinkError::config(format!("cannot generate certificates: {err}")))?;
+        .map_err(|err| LinkError::Config(format!("cannot generate certificates: {err}")))?;
     let server = tls::server_config(&cert_pem, &key_pem)?;
     let groups: Vec<&'static dyn SupportedKxGroup> = tls::provider()
         .kx_groups
@@ -150,7 +151,7 @@ fn configs(
         })
         .collect();
     if groups.is_empty() {
-        return Err(LinkError::config(format!(
+        return Err(LinkError::Config(format!(
             "{group:?} is not in this build's provider"
         )));
     }

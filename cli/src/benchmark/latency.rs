@@ -12,7 +12,7 @@ use tokio::sync::Barrier;
 
 use super::peers::{LinkEnd, OverEnd, OverLink, run_apart, run_on};
 use super::{Peer, Setup, Transport};
-use crate::LinkError;
+use secure_link::LinkError;
 
 /// Round trips not counted at the start (connection warm-up).
 const WARM_UP: usize = 50;

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::peers::{LinkEnd, OverEnd, on_client_end, on_server_end};
 use super::{Peer, Setup};
-use crate::LinkError;
+use secure_link::LinkError;
 
 /// Runs a closure and returns the bytes the calling thread allocated in it
 /// and has not freed (a counting allocator's per-thread figure, e.g.

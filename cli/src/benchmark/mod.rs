@@ -25,13 +25,14 @@ mod memory;
 mod peers;
 mod throughput;
 
+use secure_link::tokio_rustls;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
-use crate::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
+use secure_link::{HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 
 pub use connections::{FanIn, fan_in};
 pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, handshakes};
@@ -107,7 +108,7 @@ impl Setup {
     ///
     /// Certificate generation or configuration failures.
     pub fn new() -> Result<Self, LinkError> {
-        let pki = crate::certs::generate(&["localhost"])?;
+        let pki = secure_link::certs::generate(&["localhost"])?;
         Ok(Setup {
             key: HmacKey::generate()?,
             ours_client: tls::client_config(&pki.ca_pem)?,

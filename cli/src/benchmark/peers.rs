@@ -2,6 +2,7 @@
 //! documentation of `benchmark`), and the one way every scenario connects
 //! a client and a server of any of them.
 
+use secure_link::tokio_rustls;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
 
 use super::{DUPLEX_BUFFER, Peer, Setup, Transport, tcp_pair};
-use crate::certs::CertBundle;
-use crate::{LinkError, tls};
+use secure_link::certs::CertBundle;
+use secure_link::{LinkError, tls};
 
 /// One end of a link of any peer: a sink of messages and a stream of
 /// what the other end sent, with the peer's own message and error types.

@@ -11,7 +11,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::peers::{LinkEnd, OverLink, run_on};
 use super::{Mode, Peer, Sample, Setup, Transport};
-use crate::LinkError;
+use secure_link::LinkError;
 
 /// Sends `count` messages of `size` bytes client → server with `peer` over
 /// `transport` and times it (the handshake is not timed), with the CPU

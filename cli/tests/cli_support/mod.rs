@@ -1,5 +1,5 @@
-//! Running the `secure-link` binary as a user does, for tests/cli.rs and
-//! tests/serve.rs: a workspace with certificates and keys, a `serve`
+//! Running the `secure-link` binary as a user does, for cli/tests/cli.rs and
+//! cli/tests/serve.rs: a workspace with certificates and keys, a `serve`
 //! process whose output lines can be awaited, `send`.
 //!
 //! `SECURE_LINK_BIN` runs the tests against another build of the binary
