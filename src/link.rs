@@ -34,7 +34,7 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 /// [`RELEASE_AFTER`]). It
 /// grows as frames need (see the codec's decoder contract). An idle
 /// connection's heap is mostly this, rustls' session state and the codec
-/// (cli/tests/idle_memory.rs holds the server's share to 24 KiB); bulk
+/// (the tool's cli/tests/idle_memory.rs holds the server's share to 24 KiB); bulk
 /// transfers of large frames still read into buffers of at least 32 KiB,
 /// and small frames read 8 KiB at a time (BENCHMARKS.md, "Memory per
 /// connection").

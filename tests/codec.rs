@@ -754,6 +754,8 @@ proptest! {
 /// The fuzzer's committed seeds (fuzz/seeds/decode), replayed in every
 /// test run of the repository. The published package leaves the fuzzing
 /// workspace out; there (no `fuzz/` at all) there is nothing to replay.
+/// (This file needs the `fuzzing` feature: `required-features` in the
+/// manifest.)
 #[test]
 fn committed_fuzz_seeds_replay() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

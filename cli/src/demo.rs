@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::{Error, files, relay};
+use crate::{files, relay, shared::Error};
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use secure_link::rustls::{self, AlertDescription, CertificateError};
 use secure_link::{HmacKey, LinkError};
 
-use crate::Error;
+use crate::shared::Error;
 
 /// Keys shorter than this are refused: an HMAC key is only as strong as it
 /// is long, and these are typed into files by people.

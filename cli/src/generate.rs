@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use secure_link::{HmacKey, certs};
 
-use crate::{Error, files};
+use crate::{files, shared::Error};
 
 /// Arguments of `gen-certs`.
 #[derive(Debug, clap::Args)]

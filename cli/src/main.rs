@@ -4,15 +4,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error.
 
-/// `println!` that does not panic when stdout is closed early (as in
-/// `secure-link demo | head`): the report is informational, so a reader
-/// that went away just ends it.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
+#[macro_use]
+mod shared;
 
 mod bench;
 mod demo;
@@ -23,12 +16,13 @@ mod keepalive;
 mod relay;
 mod send;
 mod serve;
-mod values;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use shared::Error;
+use shared::runtime::block_on;
 
 /// An authenticated message link over TLS 1.3: length | payload | HMAC-SHA256
 /// frames.
@@ -74,7 +68,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with 2 on a usage error
-    init_logging(&cli);
+    let json_logs =
+        matches!(&cli.command, Command::Serve(args) if args.log_format == serve::LogFormat::Json);
+    shared::logging::init(cli.verbose, cli.quiet, json_logs);
 
     let result = match cli.command {
         Command::Completions { shell } => {
@@ -98,89 +94,5 @@ fn main() -> ExitCode {
             eprintln!("secure-link: error: {err}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Logs go to stderr: prose lines, coloured when stderr is a terminal and
-/// `NO_COLOR` is unset or empty (no-color.org), or one JSON object per
-/// line for `serve --log-format json`. The level is info, moved by
-/// `-v`/`-q`; `RUST_LOG`, when set, decides instead.
-fn init_logging(cli: &Cli) {
-    let level = match (cli.verbose, cli.quiet) {
-        (0, 0) => "info",
-        (1, _) => "debug",
-        (2.., _) => "trace",
-        (_, 1) => "warn",
-        (_, 2) => "error",
-        (_, 3..) => "off",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_env_filter(filter);
-    match &cli.command {
-        Command::Serve(args) if args.log_format == serve::LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
-        _ => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-            logs.with_ansi(std::io::stderr().is_terminal() && !no_color)
-                .init()
-        }
-    }
-}
-
-/// Runs `job` on a multi-threaded runtime. The runtime is not waited for
-/// afterwards: a write to a stalled stdout may still hold one of its
-/// blocking threads, and the outcome is already known.
-fn block_on(job: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| Error::msg(format!("cannot start the async runtime: {err}")))?;
-    let outcome = runtime.block_on(job);
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    outcome
-}
-
-/// The tag mode a `--session-bound` flag selects.
-pub(crate) fn auth_mode(session_bound: bool) -> secure_link::AuthMode {
-    if session_bound {
-        secure_link::AuthMode::SessionBound
-    } else {
-        secure_link::AuthMode::Lab
-    }
-}
-
-/// A failure to report to the user: one line, naming the cause.
-#[derive(Debug)]
-pub(crate) struct Error(String);
-
-impl Error {
-    pub(crate) fn msg(message: impl Into<String>) -> Self {
-        Error(message.into())
-    }
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<secure_link::LinkError> for Error {
-    fn from(err: secure_link::LinkError) -> Self {
-        Error(files::explain(&err))
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(err: std::io::Error) -> Self {
-        Error(err.to_string())
     }
 }

@@ -10,7 +10,7 @@ use secure_link::tokio_rustls::{TlsAcceptor, TlsConnector};
 use secure_link::{AuthMode, HmacKey, LinkError, SecureAcceptor, SecureConnector, tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::Error;
+use crate::shared::Error;
 
 /// What the real server did with the relayed frames.
 pub(crate) struct Outcome {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::format::Format;
-use crate::{Error, files};
+use crate::{files, shared::Error};
 
 /// Arguments of `send`.
 #[derive(Debug, clap::Args)]
@@ -43,25 +43,25 @@ pub(crate) struct Args {
     #[arg(long)]
     session_bound: bool,
     /// Seconds allowed for connecting (TCP).
-    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::shared::values::seconds)]
     timeout: Duration,
     /// Seconds allowed for the TLS handshake.
-    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::shared::values::seconds)]
     handshake_timeout: Duration,
     /// Seconds to wait, once the last message is written, for the server
     /// to confirm the end of the link (its close_notify) and for its last
     /// replies to be printed. Without that confirmation `send` exits 1.
-    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::shared::values::seconds)]
     close_timeout: Duration,
     /// Seconds a message may wait without the server taking any bytes
     /// (a server that stopped reading, or a dead route): `send` then exits 1.
-    #[arg(long, default_value = "60", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "60", value_parser = crate::shared::values::seconds)]
     write_timeout: Duration,
     /// Seconds without a reply from the server after which `send` exits 1
     /// (for `serve --echo`; none by default: a plain server sends nothing).
     /// It also runs while send waits for the server's confirmation at the
     /// end: keep it above --close-timeout.
-    #[arg(long, value_parser = crate::values::seconds)]
+    #[arg(long, value_parser = crate::shared::values::seconds)]
     idle_timeout: Option<Duration>,
     /// How messages (arguments or stdin lines) are read and replies
     /// printed: text (as is; replies escaped as `serve` prints them), or
@@ -85,7 +85,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     let format = args.format;
     let connector = SecureConnector::new(&ca, key)?
         .with_max_frame_len(args.max_frame_len)
-        .with_auth_mode(crate::auth_mode(args.session_bound))
+        .with_auth_mode(crate::shared::values::auth_mode(args.session_bound))
         .with_handshake_timeout(handshake_timeout)
         .with_close_timeout(close_timeout)
         .with_write_timeout(args.write_timeout);

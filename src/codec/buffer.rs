@@ -27,7 +27,7 @@ const READ_ROOM: usize = 16 * 1024;
 const MIN_READ_BUFFER: usize = 32 * 1024;
 
 /// Makes room in `src` for a frame whose `frame_rest` bytes (payload and
-/// tag) are not all there yet: for the rest of this frame and a next one
+/// tag) are not all there yet (`src` holds fewer; the caller checked): for the rest of this frame and a next one
 /// of the same size, so that a reader that is behind finds two whole
 /// frames to verify together. In bounded steps: a length prefix alone
 /// must not commit memory the peer never sends.

@@ -37,7 +37,7 @@
 //!   decoder never shrinks the buffer; the links of this crate swap a
 //!   grown buffer for an 8 KiB one when they have read everything there is
 //!   (after a second of that, when they are busy with large frames; see
-//!   cli/tests/idle_memory.rs).
+//!   tests/idle_memory.rs of the tool, `secure-link-cli`).
 //! * A tag that does not verify (compared in constant time) is
 //!   [`LinkError::InvalidHmac`]; the payload is not returned. Frames before
 //!   it are returned first.
@@ -73,15 +73,14 @@
 //! assert!(wire.is_empty());
 //! # Ok::<(), secure_link::LinkError>(())
 //! ```
-//!
-//! # Where things are
-//!
-//! This file holds the codec's state and the `Decoder`/`Encoder` impls,
-//! which read as the steps of a frame; each mechanism has a file beside it:
-//! the layout and its constants (`frame.rs`), writing frames (`encode.rs`),
-//! checking tags, alone, paired or hashed ahead (`verify.rs`), keys and
-//! rotation (`keys.rs`), the session-bound format and its counters
-//! (`session.rs`), and the read-buffer policy (`buffer.rs`).
+
+// Where things are: this file holds the codec's state and the
+// `Decoder`/`Encoder` impls, which read as the steps of a frame; each
+// mechanism has a file beside it: the layout and its constants
+// (`frame.rs`), writing frames (`encode.rs`), checking tags, alone, paired
+// or hashed ahead (`verify.rs`), keys and rotation (`keys.rs`), the
+// session-bound format and its counters (`session.rs`), and the
+// read-buffer policy (`buffer.rs`).
 
 mod buffer;
 mod encode;
@@ -290,7 +289,7 @@ impl Decoder for HmacFrameCodec {
             buffer::make_room(src, frame_rest);
             return Ok(None);
         }
-        let second_len = self.verify_next(src, payload_len)?;
+        let second_len = self.verify_next(src, payload_len, frame_rest)?;
         if self.pinned.is_none() {
             self.pin(0);
         }

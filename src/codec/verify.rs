@@ -57,7 +57,8 @@ enum PairCheck {
 
 impl HmacFrameCodec {
     /// Verifies the whole frame at the start of `src` (its payload,
-    /// `payload_len` bytes, then its tag), by the strategy that applies:
+    /// `payload_len` bytes, then its tag: `frame_rest` bytes in all, which
+    /// `src` holds), by the strategy that applies:
     /// finishing the hash begun ahead, trying each key for the first frame
     /// of a rotation, alone below [`PAIR_MIN_LEN`], or paired with a second
     /// whole frame behind it. Returns the length of that second frame's
@@ -72,8 +73,8 @@ impl HmacFrameCodec {
         &mut self,
         src: &[u8],
         payload_len: usize,
+        frame_rest: usize,
     ) -> Result<Option<usize>, LinkError> {
-        let frame_rest = payload_len + TAG_LEN;
         let (payload, tag) = (&src[..payload_len], &src[payload_len..frame_rest]);
         let pair = if let Some(ahead) = self.ahead.take() {
             // Partly hashed while it arrived: the rest, alone.

@@ -10,7 +10,7 @@ use secure_link_cli::benchmark::{Latency, Peer, Sample, Setup, fan_in, median};
 
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, progress, raise_descriptor_limit};
-use crate::Error;
+use crate::shared::Error;
 
 /// Ours against the raw-TLS ceiling: "we scale no worse than raw TLS
 /// framing" is the comparison that matters here.

@@ -9,7 +9,7 @@ use secure_link_cli::benchmark::{Handshaker, handshake_cases, handshakes};
 
 use super::plot::Chart;
 use super::{Args, cell, progress};
-use crate::Error;
+use crate::shared::Error;
 
 pub(super) async fn run(args: &Args, tour: bool) -> Result<Vec<Chart>, Error> {
     let count = args.count.unwrap_or(if tour { 100 } else { 500 }).max(1);

@@ -9,7 +9,7 @@ use secure_link_cli::benchmark::{Ends, Latency, Peer, Setup, Transport, round_tr
 
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, on_one_thread, progress};
-use crate::Error;
+use crate::shared::Error;
 
 /// The peers of the latency table: the ceiling, the careful hand-written
 /// codec, and ours.

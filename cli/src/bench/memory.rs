@@ -11,7 +11,7 @@ use secure_link_cli::benchmark::{IdleMemory, Meter, Peer, SETTLE, Setup, idle_co
 
 use super::plot::{Chart, Series};
 use super::{Args, PeerArg, cell, human, progress, raise_descriptor_limit};
-use crate::Error;
+use crate::shared::Error;
 
 /// The peers of the memory table.
 const PEERS: [Peer; 3] = [Peer::Ours, Peer::P1, Peer::P2b];

@@ -14,7 +14,7 @@ use std::future::Future;
 use indicatif::{ProgressBar, ProgressStyle};
 use secure_link_cli::benchmark::{Peer, Setup, Transport};
 
-use crate::Error;
+use crate::shared::Error;
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]

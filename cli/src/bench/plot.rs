@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::Error;
+use crate::shared::Error;
 
 /// One line of a chart: its legend and its points, in x order.
 #[derive(Debug, Clone)]

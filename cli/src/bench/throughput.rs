@@ -8,7 +8,7 @@ use secure_link_cli::benchmark::{Mode, Peer, Sample, Setup, Transport, median, t
 use super::latency::EndsArg;
 use super::plot::{Chart, Series};
 use super::{Args, cell, human, on_one_thread, progress};
-use crate::Error;
+use crate::shared::Error;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(super) enum ModeArg {

@@ -10,7 +10,7 @@ use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secure_link::{LinkError, Revoked};
 
-use crate::Error;
+use crate::shared::Error;
 
 const ACCEPTED: &str = "secure_link_connections_accepted_total";
 const OPEN: &str = "secure_link_connections_open";

@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
 use crate::format::Format;
-use crate::{Error, files};
+use crate::{files, shared::Error};
 
 /// The default limit on a client's first frame (before it has shown it
 /// holds the key): 64 KiB.
@@ -64,23 +64,23 @@ pub(crate) struct Args {
     /// The default is what the descriptor limit allows, less 64 (at most
     /// 10,000).
     #[arg(long, default_value_t = accept::default_max_connections(),
-          value_parser = crate::values::connection_count)]
+          value_parser = crate::shared::values::connection_count)]
     max_connections: usize,
     /// Seconds a client has to complete the TLS handshake.
-    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::shared::values::seconds)]
     handshake_timeout: Duration,
     /// Seconds a client has, after the handshake, to send its first
     /// authenticated message.
-    #[arg(long, default_value = "10", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::shared::values::seconds)]
     first_message_timeout: Duration,
     /// Seconds a client may stay silent between messages (`inf`: no limit).
-    #[arg(long, default_value = "300", value_parser = crate::values::seconds)]
+    #[arg(long, default_value = "300", value_parser = crate::shared::values::seconds)]
     idle_timeout: Duration,
     /// Seconds a reply (`--echo`) or the closing close_notify may take to
     /// write, and a write may wait without the client taking any bytes,
     /// before the connection is dropped [default: the idle timeout, at
     /// most 300].
-    #[arg(long, value_parser = crate::values::seconds)]
+    #[arg(long, value_parser = crate::shared::values::seconds)]
     write_timeout: Option<Duration>,
     /// Require client certificates signed by this CA (PEM; mutual TLS):
     /// clients without one are refused, and each connection's log names
@@ -326,7 +326,7 @@ fn load_acceptor(args: &Args, timeouts: &Timeouts) -> Result<SecureAcceptor, Err
         .with_first_message_timeout(timeouts.first_message)
         .with_idle_timeout(timeouts.idle)
         .with_write_timeout(timeouts.write)
-        .with_auth_mode(crate::auth_mode(args.session_bound));
+        .with_auth_mode(crate::shared::values::auth_mode(args.session_bound));
     let keys = fingerprints.join(", ");
     info!(event = "keys", %keys, "accepting HMAC keys {keys}");
     Ok(acceptor)

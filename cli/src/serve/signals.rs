@@ -1,7 +1,7 @@
 //! The signals `serve` answers: Ctrl-C (SIGINT) and SIGTERM stop it,
 //! SIGHUP reloads its certificate, private key and HMAC keys.
 
-use crate::Error;
+use crate::shared::Error;
 
 /// Handlers for the stop signals, installed when this is made: a signal
 /// that arrives from then on is seen, even before anyone waits.

@@ -1,6 +1,7 @@
 //! Flag values that clap's types cannot check alone: the number of seconds
 //! of a `--*-timeout` flag, and a connection count. A value out of range
-//! is a usage error (exit 2) that says what the range is.
+//! is a usage error (exit 2) that says what the range is. And what a
+//! `--session-bound` flag selects.
 
 use std::time::Duration;
 
@@ -36,6 +37,15 @@ pub(crate) fn connection_count(value: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(count) if count <= max => Ok(count),
         _ => Err(format!("{value} is too many: at most {max}")),
+    }
+}
+
+/// The tag mode a `--session-bound` flag selects.
+pub(crate) fn auth_mode(session_bound: bool) -> secure_link::AuthMode {
+    if session_bound {
+        secure_link::AuthMode::SessionBound
+    } else {
+        secure_link::AuthMode::Lab
     }
 }
 
