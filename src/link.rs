@@ -25,7 +25,7 @@ use crate::{HmacFrameCodec, LinkError};
 /// `send_all`) fill 16 KiB TLS records (`batched_frames_fill_whole_tls_records`
 /// in tests/link.rs). Together with the once-keyed HMAC this is most of
 /// the lead over a default-`Framed` codec at 64 B-1 KiB in BENCHMARKS.md.
-pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
+const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 
 /// Capacity of the read buffer of a connection that is waiting for a
 /// message: what a new connection starts with, and what a larger buffer
@@ -38,14 +38,14 @@ pub(crate) const WRITE_BACKPRESSURE_BOUNDARY: usize = 128 * 1024;
 /// transfers of large frames still read into buffers of at least 32 KiB,
 /// and small frames read 8 KiB at a time (BENCHMARKS.md, "Memory per
 /// connection").
-pub(crate) const IDLE_READ_BUFFER: usize = 8 * 1024;
+const IDLE_READ_BUFFER: usize = 8 * 1024;
 
 /// The largest write buffer an idle link keeps. A new connection's write
 /// buffer is empty (no allocation) and grows with what is encoded; a
 /// larger one, left by a large message or a long batch, is released on
 /// the flush that empties it, and when the link is read dry (see
 /// [`RELEASE_AFTER`]).
-pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
+const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long a link busy with large frames keeps the buffers they grew.
 /// A grown buffer goes as soon as the work that grew it is done: a read
@@ -70,7 +70,7 @@ pub(crate) const IDLE_WRITE_BUFFER: usize = 8 * 1024;
 /// one large message each, and the process's resident set stayed at the
 /// peak (795 KiB per connection). The timer is only armed while a buffer
 /// is grown: links of small messages never touch it.
-pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(1);
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// The largest message the sink holds back to pair with the next. Above
 /// it the hold costs more than the interleaving gains: a pair of 1 MiB

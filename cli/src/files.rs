@@ -12,7 +12,7 @@ use crate::shared::Error;
 
 /// Keys shorter than this are refused: an HMAC key is only as strong as it
 /// is long, and these are typed into files by people.
-pub(crate) const MIN_KEY_LEN: usize = 16;
+const MIN_KEY_LEN: usize = 16;
 
 /// Reads a text file, naming it in the error.
 pub(crate) fn read_text(path: &Path, what: &str) -> Result<String, Error> {

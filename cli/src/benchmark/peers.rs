@@ -252,7 +252,7 @@ where
 
 /// The TLS configurations `peer` runs on: tokio-rustls' defaults for P3,
 /// this crate's for every other peer. Client, server.
-pub(super) fn tls_configs(setup: &Setup, peer: Peer) -> (&Arc<ClientConfig>, &Arc<ServerConfig>) {
+fn tls_configs(setup: &Setup, peer: Peer) -> (&Arc<ClientConfig>, &Arc<ServerConfig>) {
     if peer == Peer::P3 {
         (&setup.default_client, &setup.default_server)
     } else {
@@ -262,10 +262,7 @@ pub(super) fn tls_configs(setup: &Setup, peer: Peer) -> (&Arc<ClientConfig>, &Ar
 
 /// P1's end over a TLS stream: `LengthDelimitedCodec` with the same
 /// 128 KiB write buffer as ours.
-pub(super) fn p1_framed<T: AsyncRead + AsyncWrite>(
-    tls: T,
-    max: usize,
-) -> Framed<T, LengthDelimitedCodec> {
+fn p1_framed<T: AsyncRead + AsyncWrite>(tls: T, max: usize) -> Framed<T, LengthDelimitedCodec> {
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(max)
         .new_codec();
@@ -301,7 +298,7 @@ pub(super) fn default_server_config(pki: &CertBundle) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
-pub(super) async fn raw_tls<C, S>(
+async fn raw_tls<C, S>(
     client_config: &Arc<ClientConfig>,
     server_config: &Arc<ServerConfig>,
     client_io: C,
@@ -331,7 +328,7 @@ where
 /// careful author does (PITFALLS.md: re-keying costs ~70 ns a frame).
 /// Both wait for the whole frame before reserving anything.
 #[derive(Clone)]
-pub(super) struct HandWrittenHmacCodec {
+struct HandWrittenHmacCodec {
     key: Vec<u8>,
     /// P2b's state, keyed once; `None` for P2.
     keyed: Option<Hmac<Sha256>>,
@@ -352,7 +349,7 @@ impl HandWrittenHmacCodec {
     }
 
     /// The codec of P2, P2b or P3 (P2b keys once).
-    pub(super) fn for_peer(setup: &Setup, peer: Peer, max: usize) -> Self {
+    fn for_peer(setup: &Setup, peer: Peer, max: usize) -> Self {
         HandWrittenHmacCodec::new(setup.key.as_bytes(), peer == Peer::P2b, max)
     }
 

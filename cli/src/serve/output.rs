@@ -15,7 +15,7 @@ use crate::format::Format;
 
 /// Bytes of messages queued for stdout at most, counting each message as
 /// its length plus [`PER_MESSAGE_COST`] (so empty messages count too).
-pub(crate) const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 const PER_MESSAGE_COST: usize = 64;
 
 /// A line buffer that grew past this for a large message is dropped

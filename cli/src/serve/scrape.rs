@@ -35,7 +35,7 @@ use tokio::time::{MissedTickBehavior, timeout};
 use super::accept::Acceptor;
 
 /// Most scrape connections served at once.
-pub(crate) const MAX_SCRAPERS: usize = 8;
+const MAX_SCRAPERS: usize = 8;
 /// Time a scraper has to send its whole request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the answer may take to write.
