@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use secure_link_cli::benchmark::{
-    Ends, IdleMemory, Peer, SETTLE, Setup, Transport, idle_connections, round_trips,
+    Ends, IdleMemory, Peer, SETTLE, Setup, Transport, idle_connections, round_trips, tcp_pair,
 };
 
 /// The heap the calling thread allocated in `f` and still holds.
@@ -167,7 +167,7 @@ fn on_one_link<R>(
     let mut ends = None;
     let counted = allocation_counter::measure(|| {
         runtime.block_on(async {
-            let (client_io, server_io) = tcp_pair().await;
+            let (client_io, server_io) = tcp_pair().await.expect("a TCP pair on 127.0.0.1");
             let (client, server) = tokio::join!(
                 connector.connect("localhost", client_io),
                 acceptor.accept(server_io)
@@ -430,14 +430,6 @@ fn a_request_response_client_gives_back_the_read_buffer_a_large_reply_grew() {
         large <= small + 8 * 1024,
         "{large} B after a 256 KiB echo, {small} B after 1 KiB"
     );
-}
-
-/// A connected pair of TCP streams on 127.0.0.1.
-async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-    (client.unwrap(), accepted.unwrap().0)
 }
 
 /// A client and a server of [`Setup::ours`] over `tokio::io::duplex`,

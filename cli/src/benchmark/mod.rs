@@ -39,5 +39,6 @@ pub use latency::{Ends, Latency, round_trips};
 pub use memory::{IdleMemory, Meter, SETTLE, idle_connections};
 pub use sample::{Sample, median};
 pub use setup::Setup;
-pub(crate) use system::{DUPLEX_BUFFER, cpu_since, cpu_time, tcp_pair};
+pub use system::tcp_pair;
+pub(crate) use system::{DUPLEX_BUFFER, cpu_since, cpu_time};
 pub use throughput::transfer;

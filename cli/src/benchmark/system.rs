@@ -7,8 +7,7 @@ use secure_link::LinkError;
 
 /// A connected pair of TCP streams over 127.0.0.1 (Nagle off): client end,
 /// server end.
-pub(crate) async fn tcp_pair() -> Result<(tokio::net::TcpStream, tokio::net::TcpStream), LinkError>
-{
+pub async fn tcp_pair() -> Result<(tokio::net::TcpStream, tokio::net::TcpStream), LinkError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
