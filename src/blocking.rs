@@ -219,15 +219,20 @@ impl From<&LinkError> for SecureServerError {
             LinkError::Closed => SecureServerError::PeerClosed,
             LinkError::Truncated => SecureServerError::Truncated,
             LinkError::FrameTooLarge { .. } => SecureServerError::FrameTooLarge,
-            LinkError::Tls(_) | LinkError::Config(_) | LinkError::HandshakeTimeout => {
-                SecureServerError::Tls
-            }
+            LinkError::Tls(_)
+            | LinkError::Config(_)
+            | LinkError::HandshakeTimeout
+            | LinkError::ModeMismatch { .. } => SecureServerError::Tls,
             LinkError::Io(_)
             | LinkError::FirstMessageTimeout(_)
             | LinkError::IdleTimeout(_)
             | LinkError::CloseTimeout(_)
             | LinkError::WriteTimeout(_)
-            | LinkError::SinkClosed => SecureServerError::Io,
+            | LinkError::SinkClosed
+            | LinkError::Protocol(_)
+            | LinkError::PeerDead(_)
+            | LinkError::TooManyHeartbeats
+            | LinkError::GaveUp { .. } => SecureServerError::Io,
         }
     }
 }

@@ -107,11 +107,81 @@ pub enum LinkError {
     /// An I/O error from the underlying transport.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
+
+    /// The resilient protocol was broken: a malformed header, an unknown
+    /// version or kind, a message out of order, a resume that would lose
+    /// messages ([`resilient`](crate::resilient) draws the protocol). The
+    /// connection is dropped; retrying cannot heal it.
+    #[error("resilient protocol broken: {0}")]
+    Protocol(String),
+
+    /// No byte at all arrived from the peer for the dead time
+    /// ([`ResilientConfig::with_dead_time`](crate::resilient::ResilientConfig::with_dead_time)):
+    /// the connection is dropped. A resilient client reconnects.
+    #[error("no byte from the peer for {0:?}: the peer is dead or cut off")]
+    PeerDead(std::time::Duration),
+
+    /// The peer sent frames that carry nothing new (heartbeats,
+    /// acknowledgements of nothing) closer together than the minimum
+    /// heartbeat interval more than
+    /// [`MAX_HEARTBEAT_STRIKES`](crate::resilient::MAX_HEARTBEAT_STRIKES)
+    /// times in a row, or its hello declared a heartbeat interval below
+    /// that minimum (gRPC's "too many pings"). The connection is dropped.
+    #[error("the peer sends heartbeats faster than this end allows")]
+    TooManyHeartbeats,
+
+    /// The two ends speak different modes (negotiated by TLS ALPN): a
+    /// resilient client met a plain-only server, or a plain client a
+    /// resilient-only server. Retrying cannot heal it.
+    #[error("this end speaks the {local} mode, the peer the {peer} mode")]
+    ModeMismatch {
+        /// The mode this end asked for.
+        local: crate::resilient::LinkMode,
+        /// The mode the peer speaks.
+        peer: crate::resilient::LinkMode,
+    },
+
+    /// A resilient client had no connection for its give-up limit
+    /// ([`ResilientConfig::with_give_up_after`](crate::resilient::ResilientConfig::with_give_up_after)):
+    /// it stopped reconnecting, and `unacked` messages were never
+    /// acknowledged (the client hands them back).
+    #[error("gave up reconnecting after {after:?}: {unacked} messages not acknowledged")]
+    GaveUp {
+        /// The give-up limit that passed.
+        after: std::time::Duration,
+        /// Messages handed back unacknowledged.
+        unacked: usize,
+    },
 }
 
 impl LinkError {
     pub(crate) fn config(reason: impl Into<String>) -> Self {
         LinkError::Config(reason.into())
+    }
+
+    /// Whether a new connection may heal this error: what a resilient
+    /// client reconnects after.
+    ///
+    /// Yes for a connection that was lost, timed out or went silent
+    /// ([`Truncated`](LinkError::Truncated), [`Closed`](LinkError::Closed),
+    /// [`Io`](LinkError::Io), the timeouts, [`PeerDead`](LinkError::PeerDead)).
+    /// No for what the next connection would meet again: TLS failures
+    /// (a certificate refused), a wrong HMAC key
+    /// ([`InvalidHmac`](LinkError::InvalidHmac)), a mode mismatch, a broken
+    /// protocol, a configuration error, a message too large.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Truncated
+                | LinkError::Closed
+                | LinkError::Io(_)
+                | LinkError::HandshakeTimeout
+                | LinkError::FirstMessageTimeout(_)
+                | LinkError::IdleTimeout(_)
+                | LinkError::CloseTimeout(_)
+                | LinkError::WriteTimeout(_)
+                | LinkError::PeerDead(_)
+        )
     }
 
     /// Whether this error, met by a stream, means the connection itself
@@ -146,6 +216,17 @@ impl LinkError {
             LinkError::WriteTimeout(limit) => LinkError::WriteTimeout(*limit),
             LinkError::SinkClosed => LinkError::SinkClosed,
             LinkError::Io(err) => LinkError::Io(io::Error::new(err.kind(), err.to_string())),
+            LinkError::Protocol(reason) => LinkError::Protocol(reason.clone()),
+            LinkError::PeerDead(limit) => LinkError::PeerDead(*limit),
+            LinkError::TooManyHeartbeats => LinkError::TooManyHeartbeats,
+            LinkError::ModeMismatch { local, peer } => LinkError::ModeMismatch {
+                local: *local,
+                peer: *peer,
+            },
+            LinkError::GaveUp { after, unacked } => LinkError::GaveUp {
+                after: *after,
+                unacked: *unacked,
+            },
         }
     }
 }
@@ -202,6 +283,9 @@ impl From<LinkError> for io::Error {
             | LinkError::CloseTimeout(_)
             | LinkError::WriteTimeout(_) => io::ErrorKind::TimedOut,
             LinkError::SinkClosed => io::ErrorKind::BrokenPipe,
+            LinkError::Protocol(_) | LinkError::TooManyHeartbeats => io::ErrorKind::InvalidData,
+            LinkError::ModeMismatch { .. } => io::ErrorKind::Unsupported,
+            LinkError::PeerDead(_) | LinkError::GaveUp { .. } => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, err)
     }

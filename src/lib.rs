@@ -94,6 +94,7 @@ mod identity;
 mod key;
 mod link;
 mod reload;
+pub mod resilient;
 mod revocation;
 mod server;
 pub mod tls;

@@ -1,0 +1,126 @@
+//! The resilient mode: links that survive failures (opt-in).
+//!
+//! A plain link dies with its TCP connection. In the resilient mode a
+//! *session* outlives its connections: the client reconnects, both ends
+//! resend what the other has not acknowledged, and each message is
+//! delivered once.
+//!
+//! # The guarantee
+//!
+//! While both processes live and the network eventually carries bytes
+//! again, every message handed to a resilient sink is delivered to the
+//! peer's stream **exactly once and in order**, across any number of
+//! connection losses. When the receiving process restarts (its sessions
+//! are gone), nothing it acknowledged is lost, what it did not
+//! acknowledge is sent again, and the sender is told (the session comes
+//! back as *peer restarted*), because the dead receiver may already have
+//! delivered some of those. Nothing is dropped silently: a sender that
+//! gives up (only when a limit was set) hands back what was not
+//! acknowledged.
+//!
+//! # Negotiation
+//!
+//! The mode is negotiated by TLS ALPN: the resilient client offers
+//! [`RESILIENT_ALPN`]; the plain mode offers no ALPN, as the lab's
+//! clients do. A resilient client that meets a plain-only server, or a
+//! plain client that meets a resilient-only server, fails at once with
+//! [`LinkError::ModeMismatch`](crate::LinkError::ModeMismatch). The frames
+//! are the plain mode's (`length | payload | tag`, with either
+//! [`AuthMode`](crate::AuthMode)); the resilient header lives inside the
+//! payload.
+//!
+//! # The header
+//!
+//! Every frame's payload starts with 19 bytes, big-endian:
+//!
+//! ```text
+//! +------------+---------+----------+--------------+--------------+------------------+
+//! | version u8 | kind u8 | flags u8 | seq: u64     | ack: u64     | body             |
+//! | = 1        |         |          |              |              | (by kind)        |
+//! +------------+---------+----------+--------------+--------------+------------------+
+//!
+//! kind       seq                          body
+//! 0 data     this message's number        the message; flag 0x01: acknowledge at once
+//! 1 ack      0                            empty
+//! 2 heartbeat  nonce                      empty
+//! 3 answer   the heartbeat's nonce        empty
+//! 4 hello    oldest number still held     session id: 16 bytes | heartbeat interval ms: u32
+//!            (the next one if none)         | dead time ms: u32
+//! 5 end      0                            reason: UTF-8, at most 256 bytes
+//! ```
+//!
+//! `ack` is cumulative, in every kind: the sender has every message
+//! numbered below it. Numbers start at 0 in each direction of a session
+//! and never repeat. Flags other than data's 0x01 are refused; so are
+//! other versions and kinds ([`LinkError::Protocol`](crate::LinkError::Protocol)).
+//!
+//! # A session's life
+//!
+//! ```text
+//!                 hello (session NONE) / hello (new id)
+//!   client new ───────────────────────────────────────▶ established ◀──┐
+//!                                                          │           │ hello (id) /
+//!                                         connection lost, │           │ hello (same id):
+//!                                         peer dead        ▼           │ resume
+//!                                                       resuming ──────┘
+//!                                                          │ hello (id) / hello (other id):
+//!                                                          │ peer restarted, resend all
+//!                                  end (either way) ─▶  ended
+//! ```
+//!
+//! * The client speaks first on each connection: its hello carries the
+//!   session id it knows (all zeros for none), the oldest message it
+//!   still holds and the next it expects. The server answers with its
+//!   own. Then each side drops what the other acknowledged and sends the
+//!   rest, in order.
+//! * The server picks session ids (128 random bits). A session is bound
+//!   to the peer that opened it (the HMAC key that verified its frames,
+//!   and the client certificate where mTLS is on): a hello naming a
+//!   session of another peer opens a new session instead.
+//! * A message that arrives again is acknowledged and dropped; a gap is a
+//!   protocol error.
+//!
+//! # Liveness
+//!
+//! A quiet end sends a heartbeat every
+//! [`DEFAULT_HEARTBEAT_INTERVAL`] (or a third of the peer's dead time
+//! when that is sooner); the answer gives the round-trip time. The peer
+//! is dead when no byte at all came for [`DEFAULT_DEAD_TIME`]: a large
+//! frame still arriving counts. Frames that carry nothing new may not
+//! come closer than [`DEFAULT_MIN_HEARTBEAT_INTERVAL`] more than
+//! [`MAX_HEARTBEAT_STRIKES`] times in a row
+//! ([`LinkError::TooManyHeartbeats`](crate::LinkError::TooManyHeartbeats)).
+//!
+//! # Acknowledgements
+//!
+//! Carried by every frame. A receiver sends one on its own only when
+//! [`ACK_EVERY`] messages wait for it, after [`DEFAULT_ACK_DELAY`], or at
+//! once for data flagged as the last its sender has for now.
+
+// Where things are: the header (`wire.rs`), the session state machine
+// (`session.rs`, sans I/O: it is given `now` and payloads and returns
+// payloads, events and its next deadline), the outbox (`outbox.rs`),
+// the reconnect schedule (`backoff.rs`), the timings and bounds
+// (`config.rs`), ALPN and the mode (`mode.rs`).
+
+// The drivers that use the session core come in the next commit.
+#[allow(dead_code)]
+mod backoff;
+mod config;
+mod mode;
+mod outbox;
+#[allow(dead_code)]
+mod session;
+#[allow(dead_code)]
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    ACK_EVERY, DEFAULT_ACK_DELAY, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_DEAD_TIME,
+    DEFAULT_HEALTHY_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MIN_HEARTBEAT_INTERVAL, DEFAULT_SESSION_EXPIRY, MAX_HEARTBEAT_STRIKES, ResilientConfig,
+};
+pub use mode::{LinkMode, RESILIENT_ALPN};
+pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};

@@ -1,0 +1,394 @@
+//! The resilient header: what the payload of every frame carries in the
+//! resilient mode (drawn in the [module docs](super)).
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::LinkError;
+
+/// The version of the resilient protocol this code speaks. A header with
+/// another version is refused ([`LinkError::Protocol`]); a later version is
+/// negotiated by a new ALPN id, never by this byte alone.
+pub(crate) const VERSION: u8 = 1;
+
+/// Bytes of the header in front of every resilient payload:
+/// version, kind, flags, `seq: u64`, `ack: u64`.
+pub(crate) const HEADER_LEN: usize = 1 + 1 + 1 + 8 + 8;
+
+/// Bytes of a hello's body: session id, heartbeat interval, dead time.
+pub(crate) const HELLO_LEN: usize = 16 + 4 + 4;
+
+/// The longest reason an `End` may carry; longer reasons are cut.
+pub(crate) const MAX_END_REASON: usize = 256;
+
+/// Data flag: acknowledge this data at once (it is the last its sender
+/// has for now).
+const FLAG_ACK_NOW: u8 = 0x01;
+
+/// Hello flag (the server's only): the server still had the session.
+const FLAG_RESUMED: u8 = 0x02;
+
+/// A session's random 128-bit id, chosen by the client when it starts
+/// the session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SessionId(pub(crate) [u8; 16]);
+
+impl SessionId {
+    /// A fresh random id (the crypto provider's secure random source).
+    pub(crate) fn random() -> Result<Self, LinkError> {
+        let mut id = [0u8; 16];
+        crate::tls::provider()
+            .secure_random
+            .fill(&mut id)
+            .map_err(|_| LinkError::Config("no secure random source".into()))?;
+        Ok(SessionId(id))
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    // Only a prefix: the id is a bearer of nothing (sessions are bound to
+    // the peer's key), but a log needs no more than a name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionId({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// What a hello declares beside the sequence numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    /// The session.
+    pub(crate) session: SessionId,
+    /// From the server: it still had the session (else it starts it anew).
+    pub(crate) resumed: bool,
+    /// How often the sender sends a heartbeat on a quiet link.
+    pub(crate) heartbeat_interval: Duration,
+    /// How long the sender waits for bytes before it declares the peer dead.
+    pub(crate) dead_time: Duration,
+}
+
+/// One resilient message: the decoded header and its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// Application data, numbered `seq`.
+    Data {
+        seq: u64,
+        ack: u64,
+        ack_now: bool,
+        body: Bytes,
+    },
+    /// A standalone acknowledgement.
+    Ack { ack: u64 },
+    /// "Are you there?", numbered so that the answer gives a round trip.
+    Heartbeat { nonce: u64, ack: u64 },
+    /// The answer to the heartbeat `nonce`.
+    Answer { nonce: u64, ack: u64 },
+    /// Opens or resumes a session. `first` is the oldest sequence number
+    /// the sender still holds (its next one when it holds none); `ack` the
+    /// next one it expects.
+    Hello { first: u64, ack: u64, hello: Hello },
+    /// The end of the session, with a reason in words.
+    End { ack: u64, reason: String },
+}
+
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Kind {
+    Data = 0,
+    Ack = 1,
+    Heartbeat = 2,
+    Answer = 3,
+    Hello = 4,
+    End = 5,
+}
+
+impl Message {
+    /// The cumulative acknowledgement every kind carries.
+    pub(crate) fn ack(&self) -> u64 {
+        match self {
+            Message::Data { ack, .. }
+            | Message::Ack { ack }
+            | Message::Heartbeat { ack, .. }
+            | Message::Answer { ack, .. }
+            | Message::Hello { ack, .. }
+            | Message::End { ack, .. } => *ack,
+        }
+    }
+
+    /// The payload of the frame that carries this message.
+    pub(crate) fn encode(&self) -> Bytes {
+        let (kind, flags, seq, body_len) = match self {
+            Message::Data {
+                seq, ack_now, body, ..
+            } => (
+                Kind::Data,
+                if *ack_now { FLAG_ACK_NOW } else { 0 },
+                *seq,
+                body.len(),
+            ),
+            Message::Ack { .. } => (Kind::Ack, 0, 0, 0),
+            Message::Heartbeat { nonce, .. } => (Kind::Heartbeat, 0, *nonce, 0),
+            Message::Answer { nonce, .. } => (Kind::Answer, 0, *nonce, 0),
+            Message::Hello { first, hello, .. } => (
+                Kind::Hello,
+                if hello.resumed { FLAG_RESUMED } else { 0 },
+                *first,
+                HELLO_LEN,
+            ),
+            Message::End { reason, .. } => (Kind::End, 0, 0, end_reason(reason).len()),
+        };
+        let mut out = BytesMut::with_capacity(HEADER_LEN + body_len);
+        out.put_u8(VERSION);
+        out.put_u8(kind as u8);
+        out.put_u8(flags);
+        out.put_u64(seq);
+        out.put_u64(self.ack());
+        match self {
+            Message::Data { body, .. } => out.put_slice(body),
+            Message::Hello { hello, .. } => {
+                out.put_slice(&hello.session.0);
+                out.put_u32(millis(hello.heartbeat_interval));
+                out.put_u32(millis(hello.dead_time));
+            }
+            Message::End { reason, .. } => out.put_slice(end_reason(reason).as_bytes()),
+            _ => {}
+        }
+        out.freeze()
+    }
+
+    /// Reads a frame's payload. Every malformed payload is
+    /// [`LinkError::Protocol`]; a data body is a slice of `payload`, not a
+    /// copy.
+    pub(crate) fn decode(mut payload: Bytes) -> Result<Message, LinkError> {
+        if payload.len() < HEADER_LEN {
+            return Err(protocol(format!(
+                "a payload of {} bytes is shorter than the {HEADER_LEN}-byte header",
+                payload.len()
+            )));
+        }
+        let version = payload.get_u8();
+        if version != VERSION {
+            return Err(protocol(format!(
+                "version {version}, this end speaks {VERSION}"
+            )));
+        }
+        let kind = payload.get_u8();
+        let flags = payload.get_u8();
+        let seq = payload.get_u64();
+        let ack = payload.get_u64();
+        let empty = |message: Message, body: &Bytes| {
+            if body.is_empty() {
+                Ok(message)
+            } else {
+                Err(protocol(format!("a kind {kind} message with a body")))
+            }
+        };
+        let allowed = match kind {
+            k if k == Kind::Data as u8 => FLAG_ACK_NOW,
+            k if k == Kind::Hello as u8 => FLAG_RESUMED,
+            _ => 0,
+        };
+        if flags & !allowed != 0 {
+            return Err(protocol(format!(
+                "unknown flags {flags:#x} on a kind {kind} message"
+            )));
+        }
+        match kind {
+            k if k == Kind::Data as u8 => Ok(Message::Data {
+                seq,
+                ack,
+                ack_now: flags & FLAG_ACK_NOW != 0,
+                body: payload,
+            }),
+            k if k == Kind::Ack as u8 => empty(Message::Ack { ack }, &payload),
+            k if k == Kind::Heartbeat as u8 => {
+                empty(Message::Heartbeat { nonce: seq, ack }, &payload)
+            }
+            k if k == Kind::Answer as u8 => empty(Message::Answer { nonce: seq, ack }, &payload),
+            k if k == Kind::Hello as u8 => {
+                if payload.len() != HELLO_LEN {
+                    return Err(protocol(format!(
+                        "a hello of {} bytes, not {HELLO_LEN}",
+                        payload.len()
+                    )));
+                }
+                let mut session = [0u8; 16];
+                payload.copy_to_slice(&mut session);
+                let heartbeat_interval = Duration::from_millis(payload.get_u32().into());
+                let dead_time = Duration::from_millis(payload.get_u32().into());
+                Ok(Message::Hello {
+                    first: seq,
+                    ack,
+                    hello: Hello {
+                        session: SessionId(session),
+                        resumed: flags & FLAG_RESUMED != 0,
+                        heartbeat_interval,
+                        dead_time,
+                    },
+                })
+            }
+            k if k == Kind::End as u8 => {
+                if payload.len() > MAX_END_REASON {
+                    return Err(protocol(format!(
+                        "an end reason of {} bytes (at most {MAX_END_REASON})",
+                        payload.len()
+                    )));
+                }
+                let reason = String::from_utf8_lossy(&payload).into_owned();
+                Ok(Message::End { ack, reason })
+            }
+            other => Err(protocol(format!("unknown message kind {other}"))),
+        }
+    }
+}
+
+/// A reason cut to [`MAX_END_REASON`] bytes at a character boundary.
+fn end_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_END_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// Milliseconds for the wire, saturating (a configuration never gets near
+/// 49 days).
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn protocol(reason: impl Into<String>) -> LinkError {
+    LinkError::Protocol(reason.into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            session: SessionId([7; 16]),
+            resumed: true,
+            heartbeat_interval: Duration::from_secs(5),
+            dead_time: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_written() {
+        let messages = [
+            Message::Data {
+                seq: 1 << 40,
+                ack: 3,
+                ack_now: true,
+                body: Bytes::from_static(b"payload"),
+            },
+            Message::Data {
+                seq: 0,
+                ack: 0,
+                ack_now: false,
+                body: Bytes::new(),
+            },
+            Message::Ack { ack: u64::MAX },
+            Message::Heartbeat { nonce: 9, ack: 1 },
+            Message::Answer { nonce: 9, ack: 2 },
+            Message::Hello {
+                first: 4,
+                ack: 5,
+                hello: hello(),
+            },
+            Message::End {
+                ack: 6,
+                reason: "closed by the application".into(),
+            },
+        ];
+        for message in messages {
+            assert_eq!(Message::decode(message.encode()).ok(), Some(message));
+        }
+    }
+
+    #[test]
+    fn the_bytes_on_the_wire_are_the_drawn_layout() {
+        let data = Message::Data {
+            seq: 0x0102,
+            ack: 0x0304,
+            ack_now: true,
+            body: Bytes::from_static(b"hi"),
+        };
+        assert_eq!(
+            &data.encode()[..],
+            b"\x01\x00\x01\0\0\0\0\0\0\x01\x02\0\0\0\0\0\0\x03\x04hi"
+        );
+        let hello = Message::Hello {
+            first: 1,
+            ack: 2,
+            hello: hello(),
+        };
+        let bytes = hello.encode();
+        assert_eq!(bytes.len(), HEADER_LEN + HELLO_LEN);
+        assert_eq!(&bytes[..3], b"\x01\x04\x02");
+        assert_eq!(&bytes[19..35], &[7; 16]);
+        assert_eq!(&bytes[35..], b"\0\0\x13\x88\0\0\x3a\x98");
+    }
+
+    #[test]
+    fn malformed_payloads_are_protocol_errors() {
+        let good = Message::Ack { ack: 1 }.encode();
+        let mut cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..HEADER_LEN - 1].to_vec(), "shorter"),
+            ([&[2u8][..], &good[1..]].concat(), "version 2"),
+            (
+                [&good[..1], &[9u8][..], &good[2..]].concat(),
+                "unknown message kind 9",
+            ),
+            ([&good[..], b"x"].concat(), "with a body"),
+            ([&good[..2], &[1u8][..], &good[3..]].concat(), "flags"),
+        ];
+        let data = Message::Data {
+            seq: 0,
+            ack: 0,
+            ack_now: false,
+            body: Bytes::new(),
+        }
+        .encode();
+        cases.push((
+            [&data[..2], &[2u8][..], &data[3..]].concat(),
+            "unknown flags",
+        ));
+        let hello = Message::Hello {
+            first: 0,
+            ack: 0,
+            hello: hello(),
+        }
+        .encode();
+        cases.push((hello[..hello.len() - 1].to_vec(), "a hello of 23 bytes"));
+        let end = Message::End {
+            ack: 0,
+            reason: String::new(),
+        }
+        .encode();
+        cases.push((
+            [&end[..], &[b'x'; 257][..]].concat(),
+            "an end reason of 257",
+        ));
+        for (bytes, expected) in cases {
+            match Message::decode(Bytes::from(bytes)) {
+                Err(LinkError::Protocol(reason)) => {
+                    assert!(reason.contains(expected), "{reason:?} lacks {expected:?}")
+                }
+                other => panic!("{other:?} for {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_end_reason_is_cut_at_a_character_boundary() {
+        let reason = "é".repeat(200);
+        let message = Message::End { ack: 0, reason };
+        match Message::decode(message.encode()) {
+            Ok(Message::End { reason, .. }) => assert_eq!(reason, "é".repeat(128)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
