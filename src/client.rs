@@ -58,6 +58,8 @@ pub struct SecureConnector {
     close_timeout: Duration,
     write_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    /// Stamp every read (the resilient mode's dead-peer check needs it).
+    stamp_reads: bool,
 }
 
 impl SecureConnector {
@@ -86,6 +88,24 @@ impl SecureConnector {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             idle_timeout: None,
+            stamp_reads: false,
+        }
+    }
+
+    /// The largest payload a link of this end takes.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.codec.max_frame_len()
+    }
+
+    /// The same connector for the resilient mode: it offers the resilient
+    /// ALPN id and stamps every read.
+    pub(crate) fn resilient(&self) -> SecureConnector {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![crate::resilient::RESILIENT_ALPN.to_vec()];
+        SecureConnector {
+            config: Arc::new(config),
+            stamp_reads: true,
+            ..self.clone()
         }
     }
 
@@ -219,7 +239,7 @@ impl SecureConnector {
         let deadline = ReadDeadline::new(None, self.idle_timeout);
         let stream = Heard::new(
             WriteDeadline::new(stream, self.write_timeout),
-            deadline.is_armed(),
+            deadline.is_armed() || self.stamp_reads,
         );
         Ok(SecureClient {
             framed: link::framed(stream, codec),
@@ -355,6 +375,11 @@ enum ReadEnd {
 }
 
 impl<IO> SecureClient<IO> {
+    /// When the last read that brought bytes in returned (with stamping on).
+    pub(crate) fn last_heard(&self) -> Option<tokio::time::Instant> {
+        self.framed.get_ref().last_read()
+    }
+
     /// The transport and the rustls connection (peer certificates,
     /// negotiated cipher suite and key-exchange group, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ClientConnection) {

@@ -73,6 +73,8 @@ pub struct SecureAcceptor {
     first_message_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Stamp every read (the resilient mode's dead-peer check needs it).
+    stamp_reads: bool,
 }
 
 impl SecureAcceptor {
@@ -114,6 +116,25 @@ impl SecureAcceptor {
             first_message_timeout: None,
             idle_timeout: None,
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            stamp_reads: false,
+        }
+    }
+
+    /// The largest payload a link of this end takes.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.codec.max_frame_len()
+    }
+
+    /// The same acceptor for a resilient server: it offers the resilient
+    /// ALPN id (clients that offer none still get the plain mode) and
+    /// stamps every read.
+    pub(crate) fn resilient(&self) -> SecureAcceptor {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![crate::resilient::RESILIENT_ALPN.to_vec()];
+        SecureAcceptor {
+            config: Arc::new(config),
+            stamp_reads: true,
+            ..self.clone()
         }
     }
 
@@ -281,7 +302,7 @@ impl SecureAcceptor {
             framed: Some(link::framed(
                 Heard::new(
                     WriteDeadline::new(stream, self.write_timeout),
-                    deadline.is_armed(),
+                    deadline.is_armed() || self.stamp_reads,
                 ),
                 codec,
             )),
@@ -455,6 +476,17 @@ impl<IO> Drop for SecureServer<IO> {
 }
 
 impl<IO> SecureServer<IO> {
+    /// When the last read that brought bytes in returned (with stamping on).
+    pub(crate) fn last_heard(&self) -> Option<tokio::time::Instant> {
+        self.link().get_ref().last_read()
+    }
+
+    /// Ends the first-message and idle limits: a resilient link's
+    /// heartbeats and dead time take their place.
+    pub(crate) fn clear_read_deadlines(&mut self) {
+        self.deadline = ReadDeadline::new(None, None);
+    }
+
     /// The transport and the rustls connection (negotiated cipher suite and
     /// key-exchange group, server name the client asked for, ...).
     pub fn get_ref(&self) -> (&IO, &rustls::ServerConnection) {

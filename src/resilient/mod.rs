@@ -103,24 +103,27 @@
 // the reconnect schedule (`backoff.rs`), the timings and bounds
 // (`config.rs`), ALPN and the mode (`mode.rs`).
 
-// The drivers that use the session core come in the next commit.
-#[allow(dead_code)]
 mod backoff;
+mod client;
 mod config;
+mod driver;
+mod link;
 mod mode;
 mod outbox;
-#[allow(dead_code)]
+mod server;
 mod session;
-#[allow(dead_code)]
 mod wire;
 
 #[cfg(test)]
 mod tests;
 
+pub use client::ResilientConnector;
 pub use config::{
     ACK_EVERY, DEFAULT_ACK_DELAY, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_DEAD_TIME,
     DEFAULT_HEALTHY_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_SESSIONS,
     DEFAULT_MIN_HEARTBEAT_INTERVAL, DEFAULT_SESSION_EXPIRY, MAX_HEARTBEAT_STRIKES, ResilientConfig,
 };
+pub use link::{MAX_EVENTS, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientLink, ResilientStats};
 pub use mode::{LinkMode, RESILIENT_ALPN};
 pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};
+pub use server::{Accepted, ResilientAcceptor};

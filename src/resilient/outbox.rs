@@ -54,6 +54,30 @@ pub trait Outbox: Send {
     fn drain(&mut self) -> Vec<Bytes>;
 }
 
+impl<O: Outbox + ?Sized> Outbox for Box<O> {
+    fn has_room(&self, len: usize) -> bool {
+        (**self).has_room(len)
+    }
+    fn push(&mut self, seq: u64, message: Bytes) -> io::Result<()> {
+        (**self).push(seq, message)
+    }
+    fn get(&self, seq: u64) -> Option<Bytes> {
+        (**self).get(seq)
+    }
+    fn release(&mut self, ack: u64) -> io::Result<()> {
+        (**self).release(ack)
+    }
+    fn first(&self) -> Option<u64> {
+        (**self).first()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn drain(&mut self) -> Vec<Bytes> {
+        (**self).drain()
+    }
+}
+
 /// An [`Outbox`] in memory, bounded in messages and in payload bytes.
 ///
 /// One message always fits in an empty outbox, however large (up to the

@@ -35,9 +35,10 @@ pub(crate) enum Event {
         /// The peer still had the session: nothing it acknowledged was
         /// lost, nothing is sent twice.
         resumed: bool,
-        /// The peer had lost the session (it restarted): the
-        /// `resent` messages it never acknowledged are sent again, and
-        /// the dead incarnation may have delivered some of them already.
+        /// The peer had lost the session (it restarted): the messages
+        /// it never acknowledged are sent again; `Some(n)`: the `n` of
+        /// them that went to the dead incarnation, which may have
+        /// delivered some already.
         peer_restarted: Option<u64>,
     },
     /// A heartbeat's round trip.
@@ -187,11 +188,6 @@ impl<O: Outbox> Session<O> {
 
     // ---- The application's side ----------------------------------------
 
-    /// The largest message [`send`](Session::send) takes.
-    pub(crate) fn max_message_len(&self) -> usize {
-        self.max_message_len
-    }
-
     /// Whether the outbox takes a message of `len` bytes now.
     pub(crate) fn has_room(&self, len: usize) -> bool {
         self.outbox.has_room(len)
@@ -318,6 +314,9 @@ impl<O: Outbox> Session<O> {
             return self.handle_ack(message.ack()).map(drop);
         }
         if self.state != State::Established {
+            if let Message::End { reason, .. } = message {
+                return Err(protocol(format!("the peer refused the session: {reason}")));
+            }
             return Err(protocol("a message before the hello"));
         }
         let advanced = self.handle_ack(message.ack())?;
@@ -387,7 +386,8 @@ impl<O: Outbox> Session<O> {
             Role::Server => !self.known,
             Role::Client => {
                 if !hello.resumed && self.known {
-                    peer_restarted = Some(self.next_seq - self.peer_ack);
+                    // Those the dead incarnation may have had.
+                    peer_restarted = Some(self.transmitted.saturating_sub(self.peer_ack));
                 }
                 !hello.resumed
             }

@@ -12,6 +12,8 @@ use secure_link::certs::{self, CertBundle};
 use secure_link::{SecureAcceptor, SecureClient, SecureConnector, SecureServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub mod fault;
+
 pub const KEY: &[u8] = b"integration test key";
 
 /// A fresh CA and a server certificate for localhost and 127.0.0.1.

@@ -1,0 +1,156 @@
+//! Moving one connection's bytes through the session core: the thin
+//! async layer around [`Session`](super::session::Session), shared by the
+//! client and the server.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+use super::link::{MAX_UNREAD_MESSAGES, ResilientEvent, Shared, lock};
+use super::session::Event;
+use crate::{LinkError, SecureClient, SecureServer};
+
+/// A connection the driver can carry a session over: a secure link of
+/// this crate that stamps its reads.
+pub(crate) trait Connection:
+    Sink<Bytes, Error = LinkError> + Stream<Item = Result<Bytes, LinkError>> + Unpin + Send
+{
+    /// When a read last brought bytes in.
+    fn last_heard(&self) -> Option<Instant>;
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureClient<IO> {
+    fn last_heard(&self) -> Option<Instant> {
+        SecureClient::last_heard(self)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureServer<IO> {
+    fn last_heard(&self) -> Option<Instant> {
+        SecureServer::last_heard(self)
+    }
+}
+
+/// How a connection's drive ended without an error: the session is over
+/// (an `End` went out or came in, and the connection was closed).
+#[derive(Debug)]
+pub(crate) struct Ended;
+
+/// Drives `connection` until it fails (the error) or the session ends.
+/// The caller has called `connected` on the core (and, on a server,
+/// handed it the client's hello).
+pub(crate) fn drive<'a>(
+    shared: &'a Arc<Mutex<Shared>>,
+    connection: &'a mut dyn Connection,
+) -> impl Future<Output = Result<Ended, LinkError>> + Send + 'a {
+    Drive {
+        shared,
+        connection,
+        timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+        closing: false,
+    }
+}
+
+struct Drive<'a> {
+    shared: &'a Arc<Mutex<Shared>>,
+    connection: &'a mut dyn Connection,
+    timer: Pin<Box<Sleep>>,
+    /// The session is over: the connection is being closed.
+    closing: bool,
+}
+
+impl Future for Drive<'_> {
+    type Output = Result<Ended, LinkError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            let mut shared = lock(this.shared);
+            if this.closing {
+                drop(shared);
+                // Bounded by the connection's own close and write limits.
+                let _ = futures::ready!(this.connection.poll_close_unpin(cx));
+                return Poll::Ready(Ok(Ended));
+            }
+            let now = Instant::now();
+            if let Some(heard) = this.connection.last_heard() {
+                shared.core.heard(heard.into_std());
+            }
+            // Read while the application has room.
+            while shared.unread.len() < MAX_UNREAD_MESSAGES && !shared.core.is_ended() {
+                match this.connection.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(payload))) => {
+                        shared.core.handle(now.into_std(), payload)?;
+                        take_events(&mut shared);
+                    }
+                    Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
+                    Poll::Ready(None) => return Poll::Ready(Err(LinkError::Truncated)),
+                    Poll::Pending => break,
+                }
+            }
+            shared.core.handle_timeout(now.into_std())?;
+            // Send what the core has, as far as the connection takes it.
+            loop {
+                match this.connection.poll_ready_unpin(cx) {
+                    Poll::Ready(Ok(())) => match shared.core.poll_transmit(now.into_std())? {
+                        Some(payload) => this.connection.start_send_unpin(payload)?,
+                        None => break,
+                    },
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => break,
+                }
+            }
+            if let Poll::Ready(Err(err)) = this.connection.poll_flush_unpin(cx) {
+                return Poll::Ready(Err(err));
+            }
+            shared.wake_application();
+            if shared.core.is_ended() {
+                this.closing = true;
+                continue;
+            }
+            shared.driver = Some(cx.waker().clone());
+            match shared.core.poll_timeout() {
+                Some(at) => {
+                    let at = Instant::from_std(at);
+                    if this.timer.deadline() != at {
+                        this.timer.as_mut().reset(at);
+                    }
+                    drop(shared);
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+                None => drop(shared),
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Moves the core's events to the application's side.
+fn take_events(shared: &mut Shared) {
+    while let Some(event) = shared.core.poll_event() {
+        match event {
+            Event::Delivered(message) => shared.unread.push_back(message),
+            Event::Established {
+                resumed,
+                peer_restarted,
+                ..
+            } => {
+                shared.stats.connections += 1;
+                shared.event(ResilientEvent::Connected { resumed });
+                if let Some(resent) = peer_restarted {
+                    shared.event(ResilientEvent::PeerRestarted { resent });
+                }
+            }
+            Event::RoundTrip(rtt) => shared.event(ResilientEvent::RoundTrip(rtt)),
+            Event::Ended { .. } => {}
+        }
+    }
+}

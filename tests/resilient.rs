@@ -1,0 +1,604 @@
+//! The resilient mode over real connections: a fault-injection proxy cuts,
+//! black-holes and refuses the path while a numbered stream goes through.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::fault::{Cut, Dir, FaultProxy, How};
+use futures::{SinkExt, StreamExt};
+use secure_link::resilient::{
+    Accepted, LinkMode, MemoryOutbox, ResilientAcceptor, ResilientConfig, ResilientConnector,
+    ResilientEvent, ResilientLink,
+};
+use secure_link::{AuthMode, LinkError, SecureAcceptor, SecureConnector};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Far above what a loaded machine needs: a limit here only stops a hung
+/// test.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Fast reconnects, so that many cuts fit in a test.
+fn config() -> ResilientConfig {
+    ResilientConfig::new()
+        .with_backoff(Duration::from_millis(5), Duration::from_millis(100))
+        .with_healthy_after(Duration::from_millis(500))
+}
+
+struct Server {
+    addr: SocketAddr,
+    sessions: mpsc::UnboundedReceiver<ResilientLink>,
+    plain: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    errors: mpsc::UnboundedReceiver<LinkError>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A resilient server on 127.0.0.1: each new session's link, each plain
+/// client's messages and each refused connection's error go to a channel.
+async fn serve(acceptor: ResilientAcceptor) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (session_tx, sessions) = mpsc::unbounded_channel();
+    let (plain_tx, plain) = mpsc::unbounded_channel();
+    let (error_tx, errors) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut accepts = tokio::task::JoinSet::new();
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let (session_tx, plain_tx, error_tx) =
+                (session_tx.clone(), plain_tx.clone(), error_tx.clone());
+            // The set is dropped with the server: every session link with it.
+            accepts.spawn(async move {
+                match acceptor.accept(tcp).await {
+                    Ok(Accepted::Session(link)) => {
+                        let _ = session_tx.send(link);
+                    }
+                    Ok(Accepted::Plain(mut server)) => {
+                        let mut got = Vec::new();
+                        while let Some(Ok(message)) = server.next().await {
+                            got.push(message);
+                        }
+                        let _ = server.close().await;
+                        let _ = plain_tx.send(got);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        let _ = error_tx.send(err);
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        addr,
+        sessions,
+        plain,
+        errors,
+        task,
+    }
+}
+
+fn dial(
+    addr: SocketAddr,
+) -> impl FnMut() -> futures::future::BoxFuture<'static, std::io::Result<TcpStream>> + Send + 'static
+{
+    move || Box::pin(TcpStream::connect(addr))
+}
+
+fn endpoints() -> (SecureConnector, SecureAcceptor) {
+    common::endpoints(common::KEY)
+}
+
+/// A deterministic stream of messages of 0 to 64 KiB, each starting
+/// with its number.
+fn numbered(count: u64, seed: u64) -> Vec<Bytes> {
+    let mut state = seed;
+    (0..count)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = match (state >> 33) % 8 {
+                0 => (state >> 40) as usize % 65_537,
+                1 => 8,
+                _ => 8 + (state >> 40) as usize % 300,
+            };
+            let mut body = i.to_be_bytes().to_vec();
+            body.resize(len.max(8), (i % 251) as u8);
+            Bytes::from(body)
+        })
+        .collect()
+}
+
+async fn receive(
+    link: &mut (impl futures::Stream<Item = Result<Bytes, LinkError>> + Unpin),
+    count: usize,
+) -> Vec<Bytes> {
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        match tokio::time::timeout(PATIENCE, link.next()).await {
+            Ok(Some(Ok(message))) => got.push(message),
+            other => panic!("after {} messages: {other:?}", got.len()),
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_numbered_stream_survives_cuts_with_fin_and_rst_both_ways_exactly_once() {
+    let (connector, acceptor) = endpoints();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    // 40 connections, each cut somewhere: in the handshake, in the hello,
+    // in a frame; up (within 200 KB) and down (within 10 KB: replies and
+    // acknowledgements are fewer bytes); FIN and RST.
+    let mut state = 0x5EEDu64;
+    let cuts: Vec<Cut> = (0..40)
+        .map(|i| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            Cut {
+                dir: if i % 2 == 0 { Dir::Up } else { Dir::Down },
+                after: match (i % 4, i % 2) {
+                    (0, _) => (state >> 40) % 3_000,
+                    (_, 0) => (state >> 40) % 200_000,
+                    _ => (state >> 40) % 10_000,
+                },
+                how: if i % 3 == 0 { How::Rst } else { How::Fin },
+            }
+        })
+        .collect();
+    proxy.plan_cuts(cuts);
+    let connector = ResilientConnector::new(connector, config()).unwrap();
+    let client = connector.connect("localhost", dial(proxy.addr)).unwrap();
+    let (mut client_sink, mut client_stream) = client.split();
+    // Rounds of traffic both ways until every planned cut was reached.
+    let mut session = None;
+    let mut rounds = 0;
+    let mut delivered = 0;
+    while proxy.cuts_left() > 0 || rounds < 40 {
+        rounds += 1;
+        assert!(rounds <= 200, "{} cuts left", proxy.cuts_left());
+        let messages = numbered(100, rounds);
+        let replies = numbered(20, 1000 + rounds);
+        let sending = messages.clone();
+        let producer = tokio::spawn(async move {
+            let mut stream = futures::stream::iter(sending.into_iter().map(Ok));
+            client_sink.send_all(&mut stream).await.unwrap();
+            client_sink
+        });
+        if session.is_none() {
+            let link = tokio::time::timeout(PATIENCE, server.sessions.recv()).await;
+            session = Some(link.unwrap().unwrap().split());
+        }
+        let (sink, stream) = session.as_mut().unwrap();
+        let mut reply_stream = futures::stream::iter(replies.clone().into_iter().map(Ok));
+        let (got, sent) = tokio::join!(
+            receive(stream, messages.len()),
+            sink.send_all(&mut reply_stream)
+        );
+        sent.unwrap();
+        client_sink = tokio::time::timeout(PATIENCE, producer)
+            .await
+            .unwrap()
+            .unwrap();
+        let got_replies = receive(&mut client_stream, replies.len()).await;
+        assert!(
+            got == messages,
+            "round {rounds}: client to server, once each, in order"
+        );
+        assert!(
+            got_replies == replies,
+            "round {rounds}: server to client, once each, in order"
+        );
+        delivered += got.len() + got_replies.len();
+    }
+    let mut client = client_sink.reunite(client_stream).unwrap();
+    let (sink, stream) = session.unwrap();
+    let mut session = sink.reunite(stream).unwrap();
+    assert!(
+        proxy.connections() >= 40,
+        "{} connections",
+        proxy.connections()
+    );
+    assert!(delivered >= 4_000, "{delivered}");
+    let stats = client.stats();
+    assert!(stats.connections >= 2 && stats.resumes >= 1, "{stats:?}");
+    assert_eq!(stats.duplicates, 0);
+    assert_eq!(session.stats().duplicates, 0);
+    assert!(
+        server.sessions.try_recv().is_err(),
+        "one session across all connections"
+    );
+    tokio::time::timeout(PATIENCE, client.close())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(PATIENCE, session.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A connector and an acceptor on one PKI, with keys of their own.
+fn endpoints_with_keys(
+    client_key: &[u8],
+    server_key: &[u8],
+) -> (
+    SecureConnector,
+    SecureAcceptor,
+    secure_link::certs::CertBundle,
+) {
+    let pki = common::pki();
+    let connector = SecureConnector::new(&pki.ca_pem, client_key)
+        .unwrap()
+        .with_handshake_timeout(PATIENCE)
+        .with_close_timeout(PATIENCE);
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, server_key)
+        .unwrap()
+        .with_handshake_timeout(PATIENCE);
+    (connector, acceptor, pki)
+}
+
+async fn first_error(link: &mut ResilientLink) -> LinkError {
+    match tokio::time::timeout(PATIENCE, link.next()).await.unwrap() {
+        Some(Err(err)) => err,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
+    let (connector, acceptor) = endpoints();
+
+    // Resilient client, plain-only server: a typed error, not retried.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = listener.local_addr().unwrap();
+    let plain_acceptor = acceptor.clone();
+    let plain_server = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut server) = plain_acceptor.accept(tcp).await {
+                while let Some(Ok(_)) = server.next().await {}
+            }
+        }
+    });
+    let proxy = FaultProxy::start(plain_addr).await;
+    let resilient = ResilientConnector::new(connector.clone(), config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let err = first_error(&mut link).await;
+    assert!(
+        matches!(
+            err,
+            LinkError::ModeMismatch {
+                local: LinkMode::Resilient,
+                peer: LinkMode::Plain
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "this end speaks the resilient mode, the peer the plain mode"
+    );
+    assert!(matches!(
+        link.send(Bytes::new()).await,
+        Err(LinkError::ModeMismatch { .. })
+    ));
+    assert_eq!(proxy.connections(), 1, "never retried");
+    plain_server.abort();
+
+    // Plain client (the lab's: no ALPN), resilient server: the plain mode.
+    let mut server = serve(ResilientAcceptor::new(acceptor.clone(), config()).unwrap()).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut plain = connector.connect("localhost", tcp).await.unwrap();
+    plain.send(Bytes::from("lab frame")).await.unwrap();
+    plain.close().await.unwrap();
+    let got = tokio::time::timeout(PATIENCE, server.plain.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.unwrap(), ["lab frame"]);
+
+    // Plain client, resilient-only server: refused, naming the mode.
+    let mut only = serve(
+        ResilientAcceptor::new(acceptor.clone(), config())
+            .unwrap()
+            .resilient_only(),
+    )
+    .await;
+    let tcp = TcpStream::connect(only.addr).await.unwrap();
+    let mut plain = connector.connect("localhost", tcp).await.unwrap();
+    let _ = plain.send(Bytes::from("refused")).await;
+    let err = tokio::time::timeout(PATIENCE, only.errors.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        err,
+        LinkError::ModeMismatch {
+            local: LinkMode::Resilient,
+            peer: LinkMode::Plain
+        }
+    ));
+    assert!(only.plain.try_recv().is_err());
+
+    // Resilient both ways, with tags bound to each TLS connection: the
+    // sequence numbers span a cut.
+    let session_bound = |c: SecureConnector| c.with_auth_mode(AuthMode::SessionBound);
+    let mut server = serve(
+        ResilientAcceptor::new(acceptor.with_auth_mode(AuthMode::SessionBound), config()).unwrap(),
+    )
+    .await;
+    let proxy = FaultProxy::start(server.addr).await;
+    proxy.plan_cuts([Cut {
+        dir: Dir::Up,
+        after: 20_000,
+        how: How::Rst,
+    }]);
+    let resilient = ResilientConnector::new(session_bound(connector), config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let messages = numbered(200, 9);
+    let mut stream = futures::stream::iter(messages.clone().into_iter().map(Ok));
+    link.send_all(&mut stream).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert!(receive(&mut session, messages.len()).await == messages);
+    assert_eq!(proxy.cuts_left(), 0);
+    assert!(proxy.connections() >= 2);
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_an_unknown_certificate_stops_at_once() {
+    let (connector, acceptor, _) = endpoints_with_keys(b"the client's key", b"the server's key");
+    let server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let err = first_error(&mut link).await;
+    assert!(matches!(err, LinkError::InvalidHmac), "{err:?}");
+    assert!(
+        tokio::time::timeout(PATIENCE, link.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(proxy.connections(), 1, "never retried");
+
+    // A server whose certificate the client does not trust.
+    let (connector, _, _) = endpoints_with_keys(common::KEY, common::KEY);
+    let (_, acceptor) = endpoints();
+    let server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let err = first_error(&mut link).await;
+    assert!(matches!(err, LinkError::Tls(_)), "{err:?}");
+    assert_eq!(proxy.connections(), 1, "never retried");
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
+    let (connector, acceptor) = endpoints();
+    let server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    proxy.refuse(true);
+    let limit = Duration::from_millis(300);
+    let resilient = ResilientConnector::new(connector, config().with_give_up_after(limit)).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    for i in 0..3u8 {
+        link.feed(Bytes::from(vec![i])).await.unwrap();
+    }
+    let err = first_error(&mut link).await;
+    assert!(
+        matches!(err, LinkError::GaveUp { after, unacked: 3 } if after == limit),
+        "{err:?}"
+    );
+    assert_eq!(link.take_unacked(), [vec![0u8], vec![1], vec![2]]);
+    assert!(link.take_unacked().is_empty(), "handed back once");
+    assert!(matches!(link.flush().await, Err(LinkError::GaveUp { .. })));
+    assert!(proxy.connections() == 0, "every attempt was refused");
+    let mut disconnects = 0;
+    while let Some(event) = link.next_event().await {
+        assert!(
+            matches!(event, ResilientEvent::Disconnected { .. }),
+            "{event:?}"
+        );
+        disconnects += 1;
+    }
+    assert!(
+        disconnects >= 2,
+        "it retried before giving up: {disconnects}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_server_loses_nothing_acknowledged_and_the_client_is_told() {
+    let (connector, acceptor) = endpoints();
+    let mut first = serve(ResilientAcceptor::new(acceptor.clone(), config()).unwrap()).await;
+    let proxy = FaultProxy::start(first.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let before = numbered(100, 3);
+    let mut stream = futures::stream::iter(before.clone().into_iter().map(Ok));
+    link.send_all(&mut stream).await.unwrap(); // every one acknowledged
+    let mut session = first.sessions.recv().await.unwrap();
+    assert!(receive(&mut session, before.len()).await == before);
+
+    // The server process goes away with its sessions; a new one comes up.
+    proxy.black_hole(true);
+    drop(session);
+    drop(first);
+    let mut second = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    proxy.set_upstream(second.addr);
+    proxy.cut_now(How::Rst);
+    proxy.heal();
+    let after = numbered(50, 4);
+    let mut stream = futures::stream::iter(after.clone().into_iter().map(Ok));
+    link.send_all(&mut stream).await.unwrap();
+    let mut session = second.sessions.recv().await.unwrap();
+    assert!(
+        receive(&mut session, after.len()).await == after,
+        "nothing acknowledged is sent again"
+    );
+    let events = link.take_events();
+    // At most the 50 new ones can have gone into the black hole before
+    // the client noticed the cut: none of the 100 acknowledged ones.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ResilientEvent::PeerRestarted { resent } if *resent <= 50)),
+        "{events:?}"
+    );
+    assert_eq!(link.session_id(), session.session_id());
+}
+
+/// Waits for the link's next `Disconnected` event.
+async fn wait_dead(link: &ResilientLink) -> String {
+    loop {
+        match tokio::time::timeout(PATIENCE, link.next_event())
+            .await
+            .unwrap()
+        {
+            Some(ResilientEvent::Disconnected { error }) => return error,
+            Some(_) => {}
+            None => panic!("the session ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_black_hole_is_found_dead_on_both_ends_and_the_session_resumes() {
+    let (connector, acceptor) = endpoints();
+    let fast = config()
+        .with_heartbeat_interval(Duration::from_secs(1))
+        .with_dead_time(Duration::from_secs(3));
+    let mut server = serve(ResilientAcceptor::new(acceptor, fast.clone()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, fast).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    link.send(Bytes::from("before")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["before"]);
+    link.take_events();
+    session.take_events();
+
+    proxy.black_hole(true);
+    let start = tokio::time::Instant::now();
+    let (client_error, server_error) = tokio::join!(wait_dead(&link), wait_dead(&session));
+    let elapsed = start.elapsed();
+    assert!(
+        client_error.contains("no byte from the peer for 3s"),
+        "{client_error}"
+    );
+    assert!(
+        server_error.contains("no byte from the peer for 3s"),
+        "{server_error}"
+    );
+    // Never before the dead time; the upper bound is only a hang guard
+    // (the paused-time test of the core holds the exact figure).
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+    proxy.heal();
+    link.send(Bytes::from("after")).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["after"]);
+    assert!(link.stats().resumes >= 1);
+}
+
+#[tokio::test]
+async fn a_partition_holds_a_flat_out_producer_at_the_outbox_bound() {
+    let (connector, acceptor) = endpoints();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient
+        .connect_with_outbox(
+            "localhost",
+            dial(proxy.addr),
+            MemoryOutbox::new(100, 1 << 20),
+        )
+        .unwrap();
+    link.send(Bytes::from("up")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    receive(&mut session, 1).await;
+
+    proxy.black_hole(true);
+    let message = Bytes::from(vec![7u8; 1024]);
+    for _ in 0..100 {
+        link.feed(message.clone()).await.unwrap();
+    }
+    // The 101st waits: nothing more is taken while the path is down.
+    let more = tokio::time::timeout(Duration::from_millis(500), link.feed(message.clone())).await;
+    assert!(more.is_err(), "the outbox took more than its bound");
+    assert_eq!(link.stats().unacked, 100);
+    proxy.heal();
+    tokio::time::timeout(PATIENCE, link.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receive(&mut session, 100).await.len(), 100);
+    assert_eq!(link.stats().unacked, 0);
+}
+
+#[tokio::test]
+async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
+    let pki = common::pki();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, &b"owner's key"[..])
+        .unwrap()
+        .with_additional_key(&b"intruder's key"[..]);
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let owner = SecureConnector::new(&pki.ca_pem, &b"owner's key"[..]).unwrap();
+    let resilient = ResilientConnector::new(owner, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
+    link.send(Bytes::from("mine")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["mine"]);
+
+    // The intruder holds a key the server accepts, and names the session.
+    let mut config = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
+    config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
+    let intruder =
+        SecureConnector::from_config(std::sync::Arc::new(config), &b"intruder's key"[..]);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut raw = intruder.connect("localhost", tcp).await.unwrap();
+    let id = hex::decode(link.session_id()).unwrap();
+    // The hello, as the module docs draw it.
+    let mut hello = vec![1u8, 4, 0];
+    hello.extend_from_slice(&0u64.to_be_bytes());
+    hello.extend_from_slice(&0u64.to_be_bytes());
+    hello.extend_from_slice(&id);
+    hello.extend_from_slice(&5000u32.to_be_bytes());
+    hello.extend_from_slice(&15000u32.to_be_bytes());
+    raw.send(Bytes::from(hello)).await.unwrap();
+    let answer = tokio::time::timeout(PATIENCE, raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer[1], 5, "an End");
+    assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
+    let err = tokio::time::timeout(PATIENCE, server.errors.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(err, LinkError::Protocol(ref r) if r.contains("another peer")),
+        "{err:?}"
+    );
+
+    // The owner's session is untouched.
+    link.send(Bytes::from("still mine")).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["still mine"]);
+    assert!(server.sessions.try_recv().is_err());
+}
