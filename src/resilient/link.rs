@@ -228,18 +228,15 @@ impl ResilientLink {
     /// The next event; `None` once the session is over and every event
     /// was taken. Cancellation safe.
     pub async fn next_event(&self) -> Option<ResilientEvent> {
-        std::future::poll_fn(|cx| {
-            let mut shared = lock(&self.shared);
-            if let Some(event) = shared.events.pop_front() {
-                return Poll::Ready(Some(event));
-            }
-            if shared.finished {
-                return Poll::Ready(None);
-            }
-            shared.watcher = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        next_event(&self.shared).await
+    }
+
+    /// A handle on the events alone, to wait for them beside the stream
+    /// (which needs the link itself).
+    pub fn events(&self) -> ResilientEvents {
+        ResilientEvents {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The session's id, as 32 hex digits (for logs: sessions are bound
@@ -290,6 +287,42 @@ impl ResilientLink {
             .as_ref()
             .map(LinkError::duplicate)
             .or_else(|| shared.finished.then_some(LinkError::SinkClosed))
+    }
+}
+
+async fn next_event(shared: &Mutex<Shared>) -> Option<ResilientEvent> {
+    std::future::poll_fn(|cx| {
+        let mut shared = lock(shared);
+        if let Some(event) = shared.events.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if shared.finished {
+            return Poll::Ready(None);
+        }
+        shared.watcher = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// The events of a [`ResilientLink`], apart from it
+/// ([`ResilientLink::events`]). One waiter at a time: two tasks waiting
+/// on the same link's events share them, each event going to one.
+#[derive(Clone)]
+pub struct ResilientEvents {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ResilientEvents {
+    /// As [`ResilientLink::next_event`].
+    pub async fn next_event(&self) -> Option<ResilientEvent> {
+        next_event(&self.shared).await
+    }
+}
+
+impl fmt::Debug for ResilientEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilientEvents").finish_non_exhaustive()
     }
 }
 

@@ -123,7 +123,9 @@ pub use config::{
     DEFAULT_HEALTHY_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_SESSIONS,
     DEFAULT_MIN_HEARTBEAT_INTERVAL, DEFAULT_SESSION_EXPIRY, MAX_HEARTBEAT_STRIKES, ResilientConfig,
 };
-pub use link::{MAX_EVENTS, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientLink, ResilientStats};
+pub use link::{
+    MAX_EVENTS, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientEvents, ResilientLink, ResilientStats,
+};
 pub use mode::{LinkMode, RESILIENT_ALPN};
 pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};
 pub use server::{Accepted, ResilientAcceptor};

@@ -116,6 +116,21 @@ impl ResilientAcceptor {
         self
     }
 
+    /// The same sessions under a new plain acceptor (after a reload of
+    /// certificates or keys): connections accepted from now on use
+    /// `acceptor`, and resume the sessions this one holds. A session stays
+    /// bound to the key it was opened with; a client whose key a reload
+    /// removed cannot resume it.
+    pub fn with_acceptor(&self, acceptor: SecureAcceptor) -> Self {
+        ResilientAcceptor {
+            max_frame_len: acceptor.max_frame_len(),
+            acceptor: acceptor.resilient(),
+            config: self.config.clone(),
+            plain: self.plain,
+            table: self.table.clone(),
+        }
+    }
+
     /// Sessions held now, with or without a connection.
     pub fn sessions(&self) -> usize {
         self.table.lock().map_or(0, |table| table.len())

@@ -85,6 +85,23 @@ pub(crate) struct Args {
     pub(crate) log_format: LogFormat,
     #[command(flatten)]
     pub(super) keepalive: crate::keepalive::Keepalive,
+    /// Also serve the resilient mode (clients of `send --resilient`):
+    /// sessions that survive reconnects, heartbeats, each message printed
+    /// once per session. Plain clients are still served. For resilient
+    /// links the heartbeats and --dead-time replace --first-message-timeout
+    /// and --idle-timeout.
+    #[arg(long)]
+    pub(super) resilient: bool,
+    /// Seconds of quiet after which a resilient link sends a heartbeat.
+    #[arg(long, default_value = "5", requires = "resilient", value_parser = crate::shared::values::seconds)]
+    pub(super) heartbeat_interval: Duration,
+    /// Seconds without a byte after which a resilient client is taken for
+    /// dead (its session waits for it to come back).
+    #[arg(long, default_value = "15", requires = "resilient", value_parser = crate::shared::values::seconds)]
+    pub(super) dead_time: Duration,
+    /// Seconds a resilient session without a connection is kept.
+    #[arg(long, default_value = "300", requires = "resilient", value_parser = crate::shared::values::seconds)]
+    pub(super) session_expiry: Duration,
     /// Serve Prometheus metrics over HTTP on this address, e.g.
     /// 127.0.0.1:9100 (any GET path answers). Off by default.
     #[arg(long, value_name = "ADDR")]

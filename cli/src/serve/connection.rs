@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use secure_link::resilient::{Accepted, ResilientAcceptor};
 use secure_link::{AcceptorChanges, LinkError, Revoked, SecureAcceptor, SecureServer};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -12,6 +13,7 @@ use tracing::{info, warn};
 
 use super::metrics::{self, Closed, HandshakeFailure};
 use super::output::Output;
+use super::session;
 use crate::files;
 
 /// What every connection does the same way.
@@ -27,6 +29,8 @@ pub(crate) struct Settings {
 /// The acceptor a connection is accepted with, and the reloads after it.
 pub(crate) struct Configuration {
     pub(crate) acceptor: SecureAcceptor,
+    /// With `--resilient`: the sessions, under `acceptor`.
+    pub(crate) resilient: Option<ResilientAcceptor>,
     /// Taken with `acceptor`: a reload after it is seen.
     pub(crate) changes: AcceptorChanges,
 }
@@ -50,6 +54,7 @@ pub(crate) async fn serve(
 async fn run(
     Configuration {
         acceptor,
+        resilient,
         mut changes,
     }: Configuration,
     tcp: TcpStream,
@@ -61,7 +66,21 @@ async fn run(
     if let Err(err) = settings.keepalive.apply(&tcp) {
         warn!(%peer, event = "keepalive_failed", error = %err, "cannot turn on TCP keepalive: {err}");
     }
-    let mut server = match acceptor.accept(tcp).await {
+    let accepted = match &resilient {
+        None => acceptor.accept(tcp).await,
+        Some(sessions) => match sessions.accept(tcp).await {
+            Ok(Accepted::Plain(server)) => Ok(*server),
+            Ok(Accepted::Session(link)) => {
+                return session::serve(link, peer, output, settings).await;
+            }
+            Ok(_) => {
+                info!(%peer, event = "resumed", "a resilient session resumed on this connection");
+                return Closed::Resilient;
+            }
+            Err(err) => Err(err),
+        },
+    };
+    let mut server = match accepted {
         Ok(server) => server,
         Err(err) => {
             HandshakeFailure::of(&err).record();

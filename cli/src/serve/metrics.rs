@@ -21,6 +21,11 @@ const RECEIVED_BYTES: &str = "secure_link_received_bytes_total";
 const SENT: &str = "secure_link_messages_sent_total";
 const SENT_BYTES: &str = "secure_link_sent_bytes_total";
 const SIZE: &str = "secure_link_message_size_bytes";
+const SESSIONS: &str = "secure_link_resilient_sessions_total";
+const SESSIONS_OPEN: &str = "secure_link_resilient_sessions_open";
+const RESUMES: &str = "secure_link_resilient_resumes_total";
+const RESENT: &str = "secure_link_resilient_resent_total";
+const DUPLICATES: &str = "secure_link_resilient_duplicates_dropped_total";
 
 /// Upper bounds of the message size histogram's buckets, in bytes.
 const SIZE_BUCKETS: [f64; 10] = [
@@ -50,10 +55,21 @@ pub(crate) fn install() -> Result<PrometheusHandle, Error> {
     for reason in HandshakeFailure::ALL {
         counter!(HANDSHAKES_FAILED, "reason" => reason.label()).absolute(0);
     }
-    for name in [ACCEPTED, RECEIVED, RECEIVED_BYTES, SENT, SENT_BYTES] {
+    for name in [
+        ACCEPTED,
+        RECEIVED,
+        RECEIVED_BYTES,
+        SENT,
+        SENT_BYTES,
+        SESSIONS,
+        RESUMES,
+        RESENT,
+        DUPLICATES,
+    ] {
         counter!(name).absolute(0);
     }
     gauge!(OPEN).set(0.0);
+    gauge!(SESSIONS_OPEN).set(0.0);
     Ok(handle)
 }
 
@@ -68,6 +84,48 @@ fn describe() {
     describe_counter!(SENT, "Messages sent (echo replies)");
     describe_counter!(SENT_BYTES, Unit::Bytes, "Payload bytes sent");
     describe_histogram!(SIZE, Unit::Bytes, "Payload size of each message received");
+    describe_counter!(SESSIONS, "Resilient sessions opened");
+    describe_gauge!(
+        SESSIONS_OPEN,
+        "Resilient sessions held (with or without a connection)"
+    );
+    describe_counter!(RESUMES, "Connections that resumed a resilient session");
+    describe_counter!(
+        RESENT,
+        "Messages sent again after a reconnect (echo replies)"
+    );
+    describe_counter!(DUPLICATES, "Messages that arrived twice and were dropped");
+}
+
+/// A resilient session's counters, by their increase since the last call.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    resent: u64,
+    duplicates: u64,
+}
+
+impl Session {
+    pub(crate) fn opened() -> Self {
+        counter!(SESSIONS).increment(1);
+        gauge!(SESSIONS_OPEN).increment(1.0);
+        Session::default()
+    }
+
+    pub(crate) fn resumed(&self) {
+        counter!(RESUMES).increment(1);
+    }
+
+    pub(crate) fn update(&mut self, resent: u64, duplicates: u64) {
+        counter!(RESENT).increment(resent.saturating_sub(self.resent));
+        counter!(DUPLICATES).increment(duplicates.saturating_sub(self.duplicates));
+        (self.resent, self.duplicates) = (resent, duplicates);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        gauge!(SESSIONS_OPEN).decrement(1.0);
+    }
 }
 
 /// A connection accepted; it counts as open until [`closed`].
@@ -137,10 +195,13 @@ pub(crate) enum Closed {
     KeyRevoked,
     /// A reload's client CAs no longer verify the client's certificate.
     ClientCaRevoked,
+    /// The connection carries a resilient session now (counted by the
+    /// session metrics from here on).
+    Resilient,
 }
 
 impl Closed {
-    const ALL: [Closed; 11] = [
+    const ALL: [Closed; 12] = [
         Closed::Clean,
         Closed::InvalidHmac,
         Closed::FirstMessageTimeout,
@@ -152,6 +213,7 @@ impl Closed {
         Closed::Io,
         Closed::KeyRevoked,
         Closed::ClientCaRevoked,
+        Closed::Resilient,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -167,6 +229,7 @@ impl Closed {
             Closed::Io => "io",
             Closed::KeyRevoked => Revoked::Key.label(),
             Closed::ClientCaRevoked => Revoked::ClientCa.label(),
+            Closed::Resilient => "resilient",
         }
     }
 

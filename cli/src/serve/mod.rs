@@ -14,6 +14,7 @@ mod output;
 mod reload;
 mod run;
 mod scrape;
+mod session;
 mod signals;
 
 pub(crate) use args::{Args, LogFormat};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secure_link::ReloadableAcceptor;
+use secure_link::resilient::{ResilientAcceptor, ResilientConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -30,6 +31,15 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     };
     let write_timeout = timeouts.write;
     let acceptor = ReloadableAcceptor::new(load_acceptor(&args, &timeouts)?);
+    let sessions = if args.resilient {
+        let config = ResilientConfig::new()
+            .with_heartbeat_interval(args.heartbeat_interval)
+            .with_dead_time(args.dead_time)
+            .with_session_expiry(args.session_expiry);
+        Some(ResilientAcceptor::new(acceptor.current(), config)?)
+    } else {
+        None
+    };
     let settings = connection::Settings {
         echo: args.echo,
         write_timeout,
@@ -94,9 +104,11 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
                 reload.again(&args, timeouts);
             }
             (tcp, peer, slot) = incoming.next() => {
+                let current = acceptor.current();
                 let configuration = connection::Configuration {
                     changes: acceptor.changes(),
-                    acceptor: acceptor.current(),
+                    resilient: sessions.as_ref().map(|s| s.with_acceptor(current.clone())),
+                    acceptor: current,
                 };
                 connections.spawn(connection::serve(configuration, tcp, peer, output.clone(), settings, slot));
             }

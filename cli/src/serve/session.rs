@@ -1,0 +1,108 @@
+//! One resilient session of `serve --resilient`: each message printed
+//! once per session however often the client reconnects, optional echo,
+//! and a log line for each event.
+
+use std::net::SocketAddr;
+
+use futures::{SinkExt, StreamExt};
+use secure_link::LinkError;
+use secure_link::resilient::{ResilientEvent, ResilientLink};
+use tracing::{info, warn};
+
+use super::connection::Settings;
+use super::metrics::{self, Closed};
+use super::output::Output;
+use crate::files;
+
+/// Serves a session from its first connection (from `peer`) to its end:
+/// the client's close, its expiry, or serve's shutdown (which drops it).
+pub(crate) async fn serve(
+    mut link: ResilientLink,
+    peer: SocketAddr,
+    output: Output,
+    settings: Settings,
+) -> Closed {
+    let session = link.session_id();
+    let short = &session[..8];
+    info!(%peer, event = "session_opened", %session, "resilient session {short} opened");
+    let mut counters = metrics::Session::opened();
+    let traffic = metrics::Traffic::new();
+    let mut count = 0u64;
+    let events = link.events();
+    let mut events_open = true;
+    loop {
+        let item = tokio::select! {
+            event = events.next_event(), if events_open => {
+                let Some(event) = event else {
+                    events_open = false;
+                    continue;
+                };
+                log_event(&event, short, &counters);
+                let stats = link.stats();
+                counters.update(stats.resent, stats.duplicates);
+                continue;
+            }
+            item = link.next() => item,
+        };
+        match item {
+            Some(Ok(message)) => {
+                count += 1;
+                traffic.received(message.len());
+                if settings.echo {
+                    let len = message.len();
+                    // Acknowledged by the client: the session holds it
+                    // across reconnects until then.
+                    match link.send(message.clone()).await {
+                        Ok(()) => traffic.sent(len),
+                        Err(err) => return ended(&err, short, count),
+                    }
+                }
+                if output.send(message).await.is_err() {
+                    return Closed::Io;
+                }
+            }
+            Some(Err(err)) => return ended(&err, short, count),
+            None => break,
+        }
+    }
+    let stats = link.stats();
+    counters.update(stats.resent, stats.duplicates);
+    let _ = link.close().await;
+    info!(
+        event = "session_closed",
+        %session,
+        messages = count,
+        "resilient session {short} closed by the client after {count} messages"
+    );
+    Closed::Clean
+}
+
+fn log_event(event: &ResilientEvent, short: &str, counters: &metrics::Session) {
+    match event {
+        ResilientEvent::Connected { resumed: true } => {
+            counters.resumed();
+            info!(
+                event = "session_resumed",
+                session = short,
+                "resilient session {short} resumed"
+            );
+        }
+        ResilientEvent::Disconnected { error } => {
+            let error = crate::format::escape_text(error);
+            info!(event = "session_disconnected", session = short, %error, "resilient session {short} lost its connection: {error}; waiting for the client");
+        }
+        _ => {}
+    }
+}
+
+fn ended(err: &LinkError, short: &str, count: u64) -> Closed {
+    let error = files::explain_on_server(err);
+    warn!(
+        event = "session_ended",
+        session = short,
+        messages = count,
+        %error,
+        "resilient session {short} ended after {count} messages: {error}"
+    );
+    Closed::of(err)
+}
