@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::format::Format;
+
+mod resilient;
 use crate::{files, shared::Error};
 
 /// Arguments of `send`.
@@ -70,6 +72,24 @@ pub(crate) struct Args {
     format: Format,
     #[command(flatten)]
     keepalive: crate::keepalive::Keepalive,
+    /// Send over a resilient session (`serve --resilient`): reconnect
+    /// after every loss until each line is acknowledged, each printed once
+    /// by the server. Exits 0 only when all are; 1 on an error that
+    /// retrying cannot heal, or when --give-up-after passes.
+    #[arg(long)]
+    resilient: bool,
+    /// With --resilient: give up after this many seconds without a
+    /// connection, naming how many lines were not acknowledged [default:
+    /// never].
+    #[arg(long, requires = "resilient", value_parser = crate::shared::values::seconds)]
+    give_up_after: Option<Duration>,
+    /// With --resilient: seconds of quiet before a heartbeat.
+    #[arg(long, default_value = "5", requires = "resilient", value_parser = crate::shared::values::seconds)]
+    heartbeat_interval: Duration,
+    /// With --resilient: seconds without a byte before the server is taken
+    /// for dead and send reconnects.
+    #[arg(long, default_value = "15", requires = "resilient", value_parser = crate::shared::values::seconds)]
+    dead_time: Duration,
     /// Messages to send, one per argument. Without any, each line of stdin
     /// is one message (without its newline; an empty line is an empty
     /// message).
@@ -106,6 +126,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         }
         _ => connector,
     };
+    if args.resilient {
+        return resilient::run(args, connector).await;
+    }
 
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(&args.connect))
         .await
