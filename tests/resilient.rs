@@ -602,3 +602,72 @@ async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     assert_eq!(receive(&mut session, 1).await, ["still mine"]);
     assert!(server.sessions.try_recv().is_err());
 }
+
+#[tokio::test]
+async fn a_session_without_a_connection_expires_and_leaves_the_table() {
+    let (connector, acceptor) = endpoints();
+    let expiry = Duration::from_millis(300);
+    let sessions = ResilientAcceptor::new(acceptor, config().with_session_expiry(expiry)).unwrap();
+    let mut server = serve(sessions.clone()).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
+    link.send(Bytes::from("one")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["one"]);
+    assert_eq!(sessions.sessions(), 1);
+
+    drop(link); // the client process is gone: no End, no return
+    let err = first_error(&mut session).await;
+    assert!(
+        matches!(err, LinkError::PeerDead(d) if d == expiry),
+        "{err:?}"
+    );
+    assert!(
+        tokio::time::timeout(PATIENCE, session.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(sessions.sessions(), 0, "the table forgot it");
+}
+
+#[tokio::test]
+async fn a_full_table_evicts_the_longest_detached_session_and_refuses_beyond() {
+    let (connector, acceptor) = endpoints();
+    let sessions = ResilientAcceptor::new(acceptor, config().with_max_sessions(2)).unwrap();
+    let mut server = serve(sessions.clone()).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let open = |server_addr| {
+        let link = resilient.connect("localhost", dial(server_addr)).unwrap();
+        link
+    };
+    let mut a = open(server.addr);
+    a.send(Bytes::from("a")).await.unwrap();
+    let mut a_session = server.sessions.recv().await.unwrap();
+    let mut b = open(server.addr);
+    b.send(Bytes::from("b")).await.unwrap();
+    let _b_session = server.sessions.recv().await.unwrap();
+    receive(&mut a_session, 1).await;
+
+    drop(a); // a's session is now without a connection
+    assert!(wait_dead(&a_session).await.contains("truncated"));
+    let mut c = open(server.addr);
+    c.send(Bytes::from("c")).await.unwrap();
+    let _c_session = server.sessions.recv().await.unwrap();
+    let err = first_error(&mut a_session).await;
+    assert!(
+        matches!(err, LinkError::Protocol(ref r) if r.contains("evicted")),
+        "{err:?}"
+    );
+    assert_eq!(sessions.sessions(), 2);
+
+    // b and c both have a connection: a fourth is refused, with the reason.
+    let mut d = open(server.addr);
+    let err = first_error(&mut d).await;
+    assert!(
+        matches!(err, LinkError::Protocol(ref r) if r.contains("maximum of sessions")),
+        "{err:?}"
+    );
+    b.send(Bytes::from("b again")).await.unwrap();
+    c.send(Bytes::from("c again")).await.unwrap();
+}
