@@ -594,6 +594,38 @@ fn bench_counts_handshakes_per_second() {
     }
 }
 
+/// `bench --scenario resilient`: plain and resilient in the same run, the
+/// overhead and standalone acknowledgements per 16 messages, then a cut
+/// and a black hole (heartbeat 1 s, dead time 3 s) on a live session.
+#[test]
+fn bench_measures_the_resilient_mode_against_the_plain_link() {
+    let table = bench_table(&[
+        "--scenario",
+        "resilient",
+        "--count",
+        "200",
+        "--rounds",
+        "1",
+        "--size",
+        "1024",
+    ]);
+    let cells: Vec<&str> = row(&table, "1 KiB").split_whitespace().skip(2).collect();
+    assert_eq!(cells.len(), 5, "{table}");
+    assert_positive_cells(&cells[..3].join(" "), 0, 3);
+    assert!(cells[3].ends_with('%'), "{table}");
+    assert!(cells[4].parse::<f64>().is_ok_and(|v| v >= 0.0), "{table}");
+    let resumed = row(&table, "after a cut: first resumed delivery");
+    assert!(resumed.contains(" ms "), "{table}");
+    // Neither end can find the peer dead before the dead time passed.
+    let dead = row(&table, "a black hole");
+    let seconds: Vec<f64> = dead
+        .split_whitespace()
+        .filter_map(|w| w.parse::<f64>().ok())
+        .collect();
+    assert_eq!(seconds.len(), 4, "{dead}");
+    assert!(seconds[2] >= 2.9 && seconds[3] >= 2.9, "{dead}");
+}
+
 /// `bench --scenario connections`: aggregate rates for N clients at once,
 /// and each implementation's scaling against its own 10-client figure.
 #[test]

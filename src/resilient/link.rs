@@ -247,19 +247,7 @@ impl ResilientLink {
 
     /// The session's counters now.
     pub fn stats(&self) -> ResilientStats {
-        let shared = lock(&self.shared);
-        let core = shared.core.stats();
-        ResilientStats {
-            resumes: core.resumes,
-            resent: core.resent,
-            duplicates: core.duplicates,
-            standalone_acks: core.standalone_acks,
-            heartbeats: core.heartbeats,
-            data_sent: core.data_sent,
-            delivered: core.delivered,
-            unacked: shared.core.unacked(),
-            ..shared.stats
-        }
+        stats(&self.shared)
     }
 
     /// Whether a connection carries the session now.
@@ -290,6 +278,22 @@ impl ResilientLink {
     }
 }
 
+fn stats(shared: &Mutex<Shared>) -> ResilientStats {
+    let shared = lock(shared);
+    let core = shared.core.stats();
+    ResilientStats {
+        resumes: core.resumes,
+        resent: core.resent,
+        duplicates: core.duplicates,
+        standalone_acks: core.standalone_acks,
+        heartbeats: core.heartbeats,
+        data_sent: core.data_sent,
+        delivered: core.delivered,
+        unacked: shared.core.unacked(),
+        ..shared.stats
+    }
+}
+
 async fn next_event(shared: &Mutex<Shared>) -> Option<ResilientEvent> {
     std::future::poll_fn(|cx| {
         let mut shared = lock(shared);
@@ -305,7 +309,7 @@ async fn next_event(shared: &Mutex<Shared>) -> Option<ResilientEvent> {
     .await
 }
 
-/// The events of a [`ResilientLink`], apart from it
+/// The events and counters of a [`ResilientLink`], apart from it
 /// ([`ResilientLink::events`]). One waiter at a time: two tasks waiting
 /// on the same link's events share them, each event going to one.
 #[derive(Clone)]
@@ -317,6 +321,11 @@ impl ResilientEvents {
     /// As [`ResilientLink::next_event`].
     pub async fn next_event(&self) -> Option<ResilientEvent> {
         next_event(&self.shared).await
+    }
+
+    /// As [`ResilientLink::stats`] (also after the link was dropped).
+    pub fn stats(&self) -> ResilientStats {
+        stats(&self.shared)
     }
 }
 

@@ -62,6 +62,9 @@ pub(super) enum Scenario {
     Memory,
     /// Full TLS 1.3 handshakes per second, per server key and key exchange.
     Handshakes,
+    /// The resilient mode against the plain link: throughput, standalone
+    /// acknowledgements, the resume after a cut, dead-peer detection.
+    Resilient,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,6 +8,7 @@ mod handshakes;
 mod latency;
 mod memory;
 mod plot;
+mod resilient;
 mod run;
 mod table;
 mod throughput;

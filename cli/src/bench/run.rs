@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use secure_link_cli::benchmark::{Peer, Setup, Transport};
 
 use super::args::{Args, Scenario, TransportArg};
-use super::{connections, handshakes, latency, memory, plot, throughput};
+use super::{connections, handshakes, latency, memory, plot, resilient, throughput};
 use crate::shared::Error;
 
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
@@ -36,12 +36,17 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         Scenario::Connections => connections::run(&setup, &args, &peers, false).await?,
         Scenario::Memory => memory::run(&args, &peers, false).await?,
         Scenario::Handshakes => handshakes::run(&args, false).await?,
+        Scenario::Resilient => {
+            resilient::run(&setup, &args, false).await?;
+            Vec::new()
+        }
         Scenario::Tour => {
             let mut charts = throughput::run(&setup, &args, &peers, transport, true).await?;
             charts.extend(latency::run(&setup, &args, &peers, true).await?);
             charts.extend(connections::run(&setup, &args, &peers, true).await?);
             charts.extend(memory::run(&args, &peers, true).await?);
             charts.extend(handshakes::run(&args, true).await?);
+            resilient::run(&setup, &args, true).await?;
             charts
         }
     };

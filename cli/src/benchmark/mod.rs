@@ -27,6 +27,7 @@ mod kinds;
 mod latency;
 mod memory;
 mod peers;
+mod resilient;
 mod sample;
 mod setup;
 mod system;
@@ -37,6 +38,7 @@ pub use handshakes::{Handshaker, KxGroup, ServerKey, cases as handshake_cases, h
 pub use kinds::{Mode, Peer, Transport};
 pub use latency::{Ends, Latency, round_trips};
 pub use memory::{IdleMemory, Meter, SETTLE, idle_connections};
+pub use resilient::{Recovery, ResilientSample, recovery, resilient_transfer};
 pub use sample::{Sample, median};
 pub use setup::Setup;
 pub use system::tcp_pair;
