@@ -637,10 +637,7 @@ async fn a_full_table_evicts_the_longest_detached_session_and_refuses_beyond() {
     let sessions = ResilientAcceptor::new(acceptor, config().with_max_sessions(2)).unwrap();
     let mut server = serve(sessions.clone()).await;
     let resilient = ResilientConnector::new(connector, config()).unwrap();
-    let open = |server_addr| {
-        let link = resilient.connect("localhost", dial(server_addr)).unwrap();
-        link
-    };
+    let open = |server_addr| resilient.connect("localhost", dial(server_addr)).unwrap();
     let mut a = open(server.addr);
     a.send(Bytes::from("a")).await.unwrap();
     let mut a_session = server.sessions.recv().await.unwrap();
