@@ -12,7 +12,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
-use super::link::{MAX_UNREAD_MESSAGES, ResilientEvent, Shared, lock};
+use super::link::{ResilientEvent, Shared, lock};
 use super::session::Event;
 use crate::{LinkError, SecureClient, SecureServer};
 
@@ -83,7 +83,10 @@ impl Future for Drive<'_> {
                 shared.core.heard(heard.into_std());
             }
             // Read while the application has room.
-            while shared.unread.len() < MAX_UNREAD_MESSAGES && !shared.core.is_ended() {
+            if shared.has_room() {
+                shared.core.unstalled(now.into_std());
+            }
+            while shared.has_room() && !shared.core.is_ended() {
                 match this.connection.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(payload))) => {
                         shared.core.handle(now.into_std(), payload)?;
@@ -94,8 +97,13 @@ impl Future for Drive<'_> {
                     Poll::Pending => break,
                 }
             }
+            if !shared.has_room() {
+                // Not reading: the dead time waits for room.
+                shared.core.stalled(now.into_std());
+            }
             shared.core.handle_timeout(now.into_std())?;
             // Send what the core has, as far as the connection takes it.
+            let mut blocked = false;
             loop {
                 match this.connection.poll_ready_unpin(cx) {
                     Poll::Ready(Ok(())) => match shared.core.poll_transmit(now.into_std())? {
@@ -103,7 +111,10 @@ impl Future for Drive<'_> {
                         None => break,
                     },
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => break,
+                    Poll::Pending => {
+                        blocked = true;
+                        break;
+                    }
                 }
             }
             if let Poll::Ready(Err(err)) = this.connection.poll_flush_unpin(cx) {
@@ -115,7 +126,15 @@ impl Future for Drive<'_> {
                 continue;
             }
             shared.driver = Some(cx.waker().clone());
-            match shared.core.poll_timeout() {
+            // A connection that takes nothing wakes the driver when it
+            // does; until then a heartbeat or acknowledgement due could
+            // not go out, and waking for it would spin.
+            let deadline = if blocked {
+                shared.core.dead_deadline()
+            } else {
+                shared.core.poll_timeout()
+            };
+            match deadline {
                 Some(at) => {
                     let at = Instant::from_std(at);
                     if this.timer.deadline() != at {
@@ -137,7 +156,7 @@ impl Future for Drive<'_> {
 fn take_events(shared: &mut Shared) {
     while let Some(event) = shared.core.poll_event() {
         match event {
-            Event::Delivered(message) => shared.unread.push_back(message),
+            Event::Delivered(message) => shared.push_unread(message),
             Event::Established {
                 resumed,
                 peer_restarted,

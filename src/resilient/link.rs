@@ -21,6 +21,12 @@ use crate::LinkError;
 /// (and the peer's flush waits, since nothing more is acknowledged).
 pub const MAX_UNREAD_MESSAGES: usize = 1024;
 
+/// Bytes of messages delivered but not yet taken by the application, at
+/// most (one message may cross it): 16 MiB, as the outbox. Past either
+/// bound the driver stops reading, and the dead time does not run while
+/// it does (this end's silence is not the peer's).
+pub const MAX_UNREAD_BYTES: usize = 16 * 1024 * 1024;
+
 /// Events kept for [`ResilientLink::take_events`]; older ones are dropped
 /// first (and counted in [`ResilientStats::events_dropped`]).
 pub const MAX_EVENTS: usize = 64;
@@ -87,6 +93,8 @@ pub struct ResilientStats {
 pub(crate) struct Shared {
     pub(crate) core: Session<Box<dyn Outbox>>,
     pub(crate) unread: VecDeque<Bytes>,
+    /// The bytes in `unread`.
+    pub(crate) unread_bytes: usize,
     pub(crate) events: VecDeque<ResilientEvent>,
     pub(crate) stats: ResilientStats,
     /// The error that ended the session, for the stream (taken once) and
@@ -108,6 +116,7 @@ impl Shared {
         Arc::new(Mutex::new(Shared {
             core,
             unread: VecDeque::new(),
+            unread_bytes: 0,
             events: VecDeque::new(),
             stats: ResilientStats::default(),
             error: None,
@@ -119,6 +128,23 @@ impl Shared {
             writer: None,
             watcher: None,
         }))
+    }
+
+    /// Whether the application has room for more messages
+    /// ([`MAX_UNREAD_MESSAGES`], [`MAX_UNREAD_BYTES`]).
+    pub(crate) fn has_room(&self) -> bool {
+        self.unread.len() < MAX_UNREAD_MESSAGES && self.unread_bytes < MAX_UNREAD_BYTES
+    }
+
+    pub(crate) fn push_unread(&mut self, message: Bytes) {
+        self.unread_bytes += message.len();
+        self.unread.push_back(message);
+    }
+
+    fn pop_unread(&mut self) -> Option<Bytes> {
+        let message = self.unread.pop_front()?;
+        self.unread_bytes -= message.len();
+        Some(message)
     }
 
     pub(crate) fn event(&mut self, event: ResilientEvent) {
@@ -200,7 +226,8 @@ pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 ///
 /// Each message of the peer exactly once, in order. It ends (`None`) when
 /// the peer ends the session, after an error that ends it, which it yields
-/// once. At most [`MAX_UNREAD_MESSAGES`] wait for the application.
+/// once. At most [`MAX_UNREAD_MESSAGES`] and [`MAX_UNREAD_BYTES`] wait for
+/// the application.
 ///
 /// # Cancellation safety
 ///
@@ -379,8 +406,10 @@ impl Sink<Bytes> for ResilientLink {
         if shared.finished {
             return Poll::Ready(Err(LinkError::SinkClosed));
         }
+        // The driver sends on its own (`start_send` woke it) and wakes
+        // this task whenever it ran: waking it back here would keep both
+        // busy until the acknowledgement came.
         shared.writer = Some(cx.waker().clone());
-        shared.wake_driver();
         Poll::Pending
     }
 
@@ -393,9 +422,10 @@ impl Sink<Bytes> for ResilientLink {
         if shared.finished {
             return Poll::Ready(Ok(()));
         }
-        shared.core.end("closed by the application");
         shared.writer = Some(cx.waker().clone());
-        shared.wake_driver();
+        if shared.core.end("closed by the application") {
+            shared.wake_driver();
+        }
         Poll::Pending
     }
 }
@@ -405,8 +435,9 @@ impl Stream for ResilientLink {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut shared = lock(&self.shared);
-        if let Some(message) = shared.unread.pop_front() {
-            if shared.unread.len() + 1 == MAX_UNREAD_MESSAGES {
+        let full = !shared.has_room();
+        if let Some(message) = shared.pop_unread() {
+            if full && shared.has_room() {
                 // Room again: the driver may read on.
                 shared.wake_driver();
             }

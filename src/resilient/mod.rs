@@ -51,32 +51,38 @@
 //!
 //! `ack` is cumulative, in every kind: the sender has every message
 //! numbered below it. Numbers start at 0 in each direction of a session
-//! and never repeat. Flags other than data's 0x01 are refused; so are
+//! and never repeat. Flags other than data's 0x01 and the server hello's
+//! 0x02 (it still had the session) are refused; so are
 //! other versions and kinds ([`LinkError::Protocol`](crate::LinkError::Protocol)).
 //!
 //! # A session's life
 //!
 //! ```text
-//!                 hello (session NONE) / hello (new id)
-//!   client new ───────────────────────────────────────▶ established ◀──┐
-//!                                                          │           │ hello (id) /
-//!                                         connection lost, │           │ hello (same id):
-//!                                         peer dead        ▼           │ resume
-//!                                                       resuming ──────┘
-//!                                                          │ hello (id) / hello (other id):
-//!                                                          │ peer restarted, resend all
-//!                                  end (either way) ─▶  ended
+//!                 hello (id) / hello (id, not resumed)
+//!   client new ──────────────────────────────────────▶ established ◀──┐
+//!                                                         │           │ hello (id) /
+//!                                        connection lost, │           │ hello (id, resumed):
+//!                                        peer dead        ▼           │ resume
+//!                                                      resuming ──────┘
+//!                                                         │ hello (id) / hello (id, not resumed):
+//!                                                         │ peer restarted, resend all held
+//!                                 end (either way) ─▶  ended
 //! ```
 //!
-//! * The client speaks first on each connection: its hello carries the
-//!   session id it knows (all zeros for none), the oldest message it
-//!   still holds and the next it expects. The server answers with its
-//!   own. Then each side drops what the other acknowledged and sends the
-//!   rest, in order.
-//! * The server picks session ids (128 random bits). A session is bound
-//!   to the peer that opened it (the HMAC key that verified its frames,
-//!   and the client certificate where mTLS is on): a hello naming a
-//!   session of another peer opens a new session instead.
+//! * The client names the session: 128 random bits from the crypto
+//!   provider's secure random source, chosen once and sent in every
+//!   hello. The client speaks first on each connection; its hello carries
+//!   the oldest message it still holds (`seq`) and the next it expects
+//!   (`ack`). The server answers with its own, flagged 0x02 when it still
+//!   had the session; without the flag the session is new to it, and a
+//!   client that had sent before learns that the server restarted. Then
+//!   each side drops what the other acknowledged and sends the rest, in
+//!   order.
+//! * A session is bound to the peer that opened it (the HMAC key that
+//!   verified its frames, and the client certificate where mTLS is on): a
+//!   hello naming a session of another peer is refused with an `End`
+//!   ("the session belongs to another peer") and its connection closed;
+//!   the session goes on untouched. The id is a name, not a credential.
 //! * A message that arrives again is acknowledged and dropped; a gap is a
 //!   protocol error.
 //!
@@ -89,7 +95,13 @@
 //! frame still arriving counts. Frames that carry nothing new may not
 //! come closer than [`DEFAULT_MIN_HEARTBEAT_INTERVAL`] more than
 //! [`MAX_HEARTBEAT_STRIKES`] times in a row
-//! ([`LinkError::TooManyHeartbeats`](crate::LinkError::TooManyHeartbeats)).
+//! ([`LinkError::TooManyHeartbeats`](crate::LinkError::TooManyHeartbeats));
+//! answers to this end's own heartbeats never count, and after this end
+//! stopped reading (its application left [`MAX_UNREAD_MESSAGES`] or
+//! [`MAX_UNREAD_BYTES`] waiting) one such frame per minimum interval of
+//! the stall is forgiven, since the stall bunched them up. While it does
+//! not read, the dead time does not run: this end's deafness is not the
+//! peer's silence.
 //!
 //! # Acknowledgements
 //!
@@ -124,7 +136,8 @@ pub use config::{
     DEFAULT_MIN_HEARTBEAT_INTERVAL, DEFAULT_SESSION_EXPIRY, MAX_HEARTBEAT_STRIKES, ResilientConfig,
 };
 pub use link::{
-    MAX_EVENTS, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientEvents, ResilientLink, ResilientStats,
+    MAX_EVENTS, MAX_UNREAD_BYTES, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientEvents,
+    ResilientLink, ResilientStats,
 };
 pub use mode::{LinkMode, RESILIENT_ALPN};
 pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};

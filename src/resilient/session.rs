@@ -109,9 +109,14 @@ pub(crate) struct Session<O> {
     last_heard: Instant,
     ping: Option<(u64, Instant)>,
     nonce: u64,
+    /// The highest heartbeat nonce answered.
+    answered: u64,
     answer: Option<u64>,
     last_idle: Option<Instant>,
     strikes: u32,
+    /// Frames that carry nothing new forgiven after a stall.
+    idle_credit: u32,
+    stalled_since: Option<Instant>,
     hello_due: bool,
     end_due: Option<String>,
     events: VecDeque<Event>,
@@ -176,9 +181,12 @@ impl<O: Outbox> Session<O> {
             last_heard: now,
             ping: None,
             nonce: 0,
+            answered: 0,
             answer: None,
             last_idle: None,
             strikes: 0,
+            idle_credit: 0,
+            stalled_since: None,
             hello_due: false,
             end_due: None,
             events: VecDeque::new(),
@@ -225,10 +233,12 @@ impl<O: Outbox> Session<O> {
     }
 
     /// Ends the session: an `End` follows the data already queued.
-    pub(crate) fn end(&mut self, reason: &str) {
+    pub(crate) fn end(&mut self, reason: &str) -> bool {
         if self.state != State::Ended && self.end_due.is_none() {
             self.end_due = Some(reason.to_owned());
+            return true;
         }
+        false
     }
 
     /// Whether the session is over (an `End` went out or came in).
@@ -339,15 +349,22 @@ impl<O: Outbox> Session<O> {
                 self.answer = Some(nonce);
                 self.idle(now)
             }
-            Message::Answer { nonce, .. } => match self.ping {
-                Some((asked, sent)) if asked == nonce => {
+            // An answer to a heartbeat this end sent (each once, in
+            // order) is asked for, even one to an older heartbeat than
+            // the last (they bunch up behind a slow reader): their number
+            // is this end's own rate. Any other answer is idle.
+            Message::Answer { nonce, .. } if nonce > self.answered && nonce <= self.nonce => {
+                self.answered = nonce;
+                if let Some((asked, sent)) = self.ping
+                    && asked == nonce
+                {
                     self.ping = None;
                     self.events
                         .push_back(Event::RoundTrip(now.saturating_duration_since(sent)));
-                    Ok(())
                 }
-                _ => self.idle(now),
-            },
+                Ok(())
+            }
+            Message::Answer { .. } => self.idle(now),
             Message::End { reason, .. } => {
                 self.state = State::Ended;
                 self.events.push_back(Event::Ended {
@@ -493,6 +510,13 @@ impl<O: Outbox> Session<O> {
     /// A frame that carried nothing new: too many too close together end
     /// the connection.
     fn idle(&mut self, now: Instant) -> Result<(), LinkError> {
+        if self.idle_credit > 0 {
+            // Sent while this end did not read, and bunched up since: one
+            // per minimum interval of the stall is the peer's due.
+            self.idle_credit -= 1;
+            self.last_idle = Some(now);
+            return Ok(());
+        }
         if let Some(last) = self.last_idle {
             if now.saturating_duration_since(last) < self.config.min_heartbeat_interval {
                 self.strikes += 1;
@@ -578,7 +602,9 @@ impl<O: Outbox> Session<O> {
             self.state = State::Ended;
             return Ok(Some(Message::End { ack, reason }));
         }
-        if self.told < self.expected && self.ack_due.is_some_and(|at| at <= now) {
+        // Due after a delivery, or after a duplicate (then `told` may be
+        // `expected` already: the peer resent it, so it did not hear).
+        if self.ack_due.is_some_and(|at| at <= now) {
             self.stats.standalone_acks += 1;
             return Ok(Some(Message::Ack { ack }));
         }
@@ -603,6 +629,39 @@ impl<O: Outbox> Session<O> {
             return Err(LinkError::PeerDead(self.config.dead_time));
         }
         Ok(())
+    }
+
+    /// The driver does not read (its application is behind): the peer's
+    /// silence says nothing, so it counts as heard, and what the peer
+    /// sends meanwhile bunches up.
+    pub(crate) fn stalled(&mut self, now: Instant) {
+        self.heard(now);
+        self.stalled_since.get_or_insert(now);
+    }
+
+    /// The driver reads again after [`stalled`](Session::stalled): as many
+    /// frames that carry nothing new as minimum intervals passed in the
+    /// stall (plus one) are not held against the peer
+    /// ([`LinkError::TooManyHeartbeats`]): the peer sent them at its due
+    /// rate, this end's stall bunched them.
+    pub(crate) fn unstalled(&mut self, now: Instant) {
+        if let Some(since) = self.stalled_since.take() {
+            let stall = now.saturating_duration_since(since).as_nanos();
+            let per = self.config.min_heartbeat_interval.as_nanos().max(1);
+            let credit = u32::try_from(stall / per).unwrap_or(u32::MAX);
+            self.idle_credit = self.idle_credit.saturating_add(credit).saturating_add(1);
+        }
+    }
+
+    /// When the peer will be dead unless a byte comes: the one deadline
+    /// that does not wait for [`poll_transmit`](Session::poll_transmit) (a
+    /// driver whose connection takes nothing now waits for this one and
+    /// for the connection; the others would wake it for nothing).
+    pub(crate) fn dead_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Disconnected | State::Ended => None,
+            State::Greeting | State::Established => Some(self.last_heard + self.config.dead_time),
+        }
     }
 
     /// When to call [`handle_timeout`](Session::handle_timeout) and

@@ -742,3 +742,96 @@ fn the_outbox_bound_in_bytes_holds() {
     }
     assert_eq!(taken, 3, "3 x 30 <= 100 < 4 x 30");
 }
+
+#[test]
+fn a_duplicate_after_everything_was_acknowledged_is_acknowledged_again() {
+    let mut world = pair(ResilientConfig::new());
+    world
+        .client
+        .send(Bytes::from_static(b"once"))
+        .expect("send");
+    world.client_sent.push(Bytes::from_static(b"once"));
+    world.client_transmit().expect("transmit");
+    let copy = world.up[0].clone();
+    world.settle().expect("delivered and acknowledged");
+    let now = world.now;
+    let server = world.server.as_mut().expect("server");
+    // The client did not hear the acknowledgement and sent it again.
+    server.handle(now, copy).expect("the copy");
+    let answer = server.poll_transmit(now).expect("transmit");
+    let answer = answer.map(|payload| Message::decode(payload).expect("decode"));
+    assert!(
+        matches!(answer, Some(Message::Ack { ack: 1 })),
+        "{answer:?}"
+    );
+    // Nothing left due now: a driver sleeps instead of waking at once
+    // for an acknowledgement it would never send.
+    assert!(server.poll_timeout().is_some_and(|at| at > now));
+    assert!(server.poll_transmit(now).expect("transmit").is_none());
+}
+
+#[test]
+fn answers_to_this_ends_own_heartbeats_never_strike_even_bunched_up() {
+    let mut world = pair(ResilientConfig::new());
+    let start = world.now;
+    let server = world.server.as_mut().expect("server");
+    let mut sent = Vec::new();
+    for s in 1..=30 {
+        let now = start + Duration::from_secs(5 * s);
+        server.heard(now);
+        match server
+            .poll_transmit(now)
+            .expect("transmit")
+            .map(Message::decode)
+        {
+            Some(Ok(Message::Heartbeat { nonce, .. })) => sent.push(nonce),
+            other => panic!("{other:?}"),
+        }
+    }
+    // All thirty answers come at once (they waited behind a slow reader).
+    let now = start + Duration::from_secs(151);
+    for &nonce in &sent {
+        server
+            .handle(now, Message::Answer { nonce, ack: 0 }.encode())
+            .expect("an answer to this end's heartbeat");
+    }
+    // An answer to a heartbeat never sent, or a second one, is idle.
+    let mut results = Vec::new();
+    for nonce in [sent[3], 1_000, 1_001, 1_002] {
+        results.push(
+            server
+                .handle(now, Message::Answer { nonce, ack: 0 }.encode())
+                .is_ok(),
+        );
+    }
+    assert_eq!(results, [true, true, true, false]);
+}
+
+#[test]
+fn a_stall_of_this_end_neither_kills_the_peer_nor_holds_its_bunched_heartbeats_against_it() {
+    let mut world = pair(ResilientConfig::new());
+    let start = world.now;
+    let server = world.server.as_mut().expect("server");
+    // The application takes nothing for 30 s: the driver stops reading.
+    for s in 0..=30 {
+        server.stalled(start + Duration::from_secs(s));
+        server
+            .handle_timeout(start + Duration::from_secs(s))
+            .expect("not dead while this end does not read");
+    }
+    let now = start + Duration::from_secs(30);
+    server.unstalled(now);
+    // What the peer sent meanwhile, one heartbeat a second, comes at once.
+    let mut results = Vec::new();
+    for nonce in 0..34 {
+        results.push(
+            server
+                .handle(now, Message::Heartbeat { nonce, ack: 0 }.encode())
+                .is_ok(),
+        );
+    }
+    let forgiven = results.iter().take_while(|ok| **ok).count();
+    // 30 intervals of 1 s and one more, then the two strikes.
+    assert_eq!(forgiven, 31 + 2, "{results:?}");
+    assert!(!results[33]);
+}

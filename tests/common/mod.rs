@@ -13,6 +13,7 @@ use secure_link::{SecureAcceptor, SecureClient, SecureConnector, SecureServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub mod fault;
+pub mod pipes;
 
 pub const KEY: &[u8] = b"integration test key";
 
