@@ -65,6 +65,10 @@
 //!   `close_notify`, so a write-only client loses nothing to a TCP reset.
 //! * [`AuthMode::SessionBound`] binds tags to the TLS session and to each
 //!   message's position (opt-in; both ends must use it).
+//! * [`resilient`]: links that survive failures (opt-in, negotiated by
+//!   ALPN): heartbeats, reconnect and resume, each message delivered
+//!   exactly once and in order while both ends live, with the outbox,
+//!   the session table and every wait bounded.
 //! * [`blocking`]: the lab's blocking interface on the same codec.
 //! * [`LinkError`]: every failure, as its own variant.
 //!

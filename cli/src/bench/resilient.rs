@@ -50,12 +50,13 @@ pub(super) async fn run(setup: &Setup, args: &Args, tour: bool) -> Result<(), Er
         "plain: the lab's format; resilient: the same link with sessions (flush = acknowledged)\n"
     );
     outln!(
-        "{:>9} {:>11} {:>11} {:>12} {:>9} {:>12}",
+        "{:>9} {:>11} {:>11} {:>12} {:>9} {:>10} {:>12}",
         "size",
         "plain MB/s",
         "resil. MB/s",
         "resil. msg/s",
         "overhead",
+        "CPU/byte x",
         "acks per 16"
     );
     for &size in sizes {
@@ -75,13 +76,22 @@ pub(super) async fn run(setup: &Setup, args: &Args, tour: bool) -> Result<(), Er
             .zip(resilient)
             .map(|((p, _), (r, _))| (1.0 - r.mb_per_s() / p.mb_per_s()) * 100.0);
         let acks = resilient.map(|(r, acks)| acks as f64 * 16.0 / r.messages as f64);
+        // CPU per byte, both ends and the drivers, resilient over plain:
+        // steadier than throughput on a shared machine.
+        let cpu_per_byte = |s: &secure_link_cli::benchmark::Sample| {
+            s.cpu.map(|cpu| cpu.as_secs_f64() / s.bytes.max(1) as f64)
+        };
+        let cpu = plain.zip(resilient).and_then(|((p, _), (r, _))| {
+            Some(cpu_per_byte(&r)? / cpu_per_byte(&p)?.max(f64::MIN_POSITIVE))
+        });
         outln!(
-            "{:>9} {:>11} {:>11} {:>12} {:>8}% {:>12}",
+            "{:>9} {:>11} {:>11} {:>12} {:>8}% {:>10} {:>12}",
             human(size),
             cell(plain.map(|(p, _)| p.mb_per_s()), 1),
             cell(resilient.map(|(r, _)| r.mb_per_s()), 1),
             cell(resilient.map(|(r, _)| r.messages_per_s()), 0),
             cell(overhead, 1),
+            cell(cpu, 2),
             cell(acks, 3)
         );
     }
