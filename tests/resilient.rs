@@ -389,6 +389,41 @@ async fn a_wrong_key_or_an_unknown_certificate_stops_at_once() {
     assert_eq!(proxy.connections(), 1, "never retried");
 }
 
+/// A hello asking for heartbeats closer than the server allows is refused
+/// with an `End` before any session exists: the client stops at once
+/// instead of reconnecting for ever.
+#[tokio::test]
+async fn a_hello_asking_for_too_frequent_heartbeats_stops_the_client_at_once() {
+    let (connector, acceptor) = endpoints();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let eager = config()
+        .with_min_heartbeat_interval(Duration::from_millis(50))
+        .with_heartbeat_interval(Duration::from_millis(100))
+        .with_dead_time(Duration::from_secs(1));
+    let resilient = ResilientConnector::new(connector, eager).unwrap();
+    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let err = first_error(&mut link).await;
+    assert!(
+        matches!(&err, LinkError::Protocol(reason) if reason.contains("heartbeats faster")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(proxy.connections(), 1, "never retried");
+    let refused = tokio::time::timeout(PATIENCE, server.errors.recv())
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Some(LinkError::TooManyHeartbeats)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        server.sessions.try_recv().ok().map(|_| ()),
+        None,
+        "no session"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
     let (connector, acceptor) = endpoints();

@@ -2,7 +2,8 @@
 //! paused time over in-memory pipes: a producer running flat out during
 //! a partition (the heap, through a counting global allocator with a hard
 //! limit), and a receiving application that stops reading (the bytes
-//! waiting for it, and that its silence is not taken for the peer's).
+//! waiting for it, and that its silence is not taken for the peer's), and
+//! a session whose client is gone (kept for the expiry, then forgotten).
 //! Alone in its test binary because the allocator counts the whole
 //! process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,6 +41,7 @@ async fn a_session_holds_bounded_memory_when_one_side_cannot_keep_up() {
     a_partition_holds_a_flat_out_producer_within_its_outbox_bytes().await;
     a_reader_that_stops_is_not_taken_for_a_dead_peer().await;
     a_reader_that_stops_holds_at_most_max_unread_bytes().await;
+    a_session_without_a_connection_expires_at_its_limit().await;
 }
 
 fn config() -> ResilientConfig {
@@ -194,4 +196,34 @@ async fn a_reader_that_stops_holds_at_most_max_unread_bytes() {
         "a connection was lost (client's, server's)"
     );
     assert_eq!(server.stats().connections, 1);
+}
+
+async fn a_session_without_a_connection_expires_at_its_limit() {
+    const EXPIRY: Duration = Duration::from_secs(300);
+    let (connector, acceptor) = common::endpoints(KEY);
+    let sessions = ResilientAcceptor::new(acceptor, config().with_session_expiry(EXPIRY)).unwrap();
+    let (pipes, mut links) = Pipes::new(sessions.clone());
+    let connector = ResilientConnector::new(connector, config()).unwrap();
+    let mut client = connector.connect("localhost", pipes.dial()).unwrap();
+    client.send(Bytes::from("up")).await.unwrap();
+    let mut server = links.recv().await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), "up");
+
+    // The client's process is gone: no End, no return.
+    drop(client);
+    let start = tokio::time::Instant::now();
+    let ended = server.next().await;
+    let after = start.elapsed();
+    assert!(
+        matches!(ended, Some(Err(LinkError::PeerDead(limit))) if limit == EXPIRY),
+        "{ended:?}"
+    );
+    // Found dead after the dead time (3 s), then kept for the expiry.
+    let dead_time = Duration::from_secs(3);
+    assert!(
+        after >= EXPIRY && after <= EXPIRY + dead_time + Duration::from_secs(1),
+        "{after:?}"
+    );
+    assert!(server.next().await.is_none());
+    assert_eq!(sessions.sessions(), 0, "the table forgot it");
 }

@@ -174,14 +174,28 @@ async fn run<D, F, IO>(
         let outcome = match connect(&connector, &config, &server_name, &mut dial).await {
             Ok(mut connection) => {
                 let up_at = Instant::now();
-                lock(&shared).core.connected(up_at.into_std());
+                let established_before = {
+                    let mut shared = lock(&shared);
+                    shared.core.connected(up_at.into_std());
+                    shared.stats.connections
+                };
                 let outcome = drive(&shared, &mut connection).await;
-                lock(&shared).core.disconnected();
-                let now = Instant::now();
-                if now.duration_since(up_at) >= config.healthy_after {
-                    backoff.reset();
+                let established = {
+                    let mut shared = lock(&shared);
+                    shared.core.disconnected();
+                    shared.stats.connections > established_before
+                };
+                // Only a connection that carried the session (the hellos
+                // went both ways) counts as up: one whose hello was
+                // black-holed or refused neither resets the backoff nor
+                // postpones giving up.
+                if established {
+                    let now = Instant::now();
+                    if now.duration_since(up_at) >= config.healthy_after {
+                        backoff.reset();
+                    }
+                    down_since = now;
                 }
-                down_since = now;
                 outcome
             }
             Err(err) => Err(err),

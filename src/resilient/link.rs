@@ -337,8 +337,9 @@ async fn next_event(shared: &Mutex<Shared>) -> Option<ResilientEvent> {
 }
 
 /// The events and counters of a [`ResilientLink`], apart from it
-/// ([`ResilientLink::events`]). One waiter at a time: two tasks waiting
-/// on the same link's events share them, each event going to one.
+/// ([`ResilientLink::events`]). One waiter at a time: of two tasks
+/// waiting on the same link's events at once, only the one that waited
+/// last is woken.
 #[derive(Clone)]
 pub struct ResilientEvents {
     shared: Arc<Mutex<Shared>>,

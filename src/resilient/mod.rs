@@ -18,6 +18,12 @@
 //! gives up (only when a limit was set) hands back what was not
 //! acknowledged.
 //!
+//! A message is acknowledged when it is in the receiving end's stream:
+//! its queue for the application ([`MAX_UNREAD_MESSAGES`],
+//! [`MAX_UNREAD_BYTES`]). A receiving process that dies loses what was in
+//! that queue, as it loses what its application had taken and not yet
+//! acted on.
+//!
 //! # Negotiation
 //!
 //! The mode is negotiated by TLS ALPN: the resilient client offers

@@ -17,7 +17,7 @@ use super::driver::{Connection, Ended, drive};
 use super::link::{ResilientEvent, ResilientLink, Shared, lock};
 use super::mode::LinkMode;
 use super::outbox::{MemoryOutbox, Outbox};
-use super::session::Session;
+use super::session::{Session, check_timings};
 use super::wire::{Message, SessionId};
 use crate::{LinkError, SecureAcceptor, SecureServer};
 
@@ -178,6 +178,13 @@ impl ResilientAcceptor {
             refuse(&mut server, &err.to_string()).await;
             return Err(err);
         };
+        // Refused here, with an End, so that the client stops (a hello
+        // the session's task refused would only drop the connection, and
+        // the client would retry for ever).
+        if let Err(err) = check_timings(&hello, &self.config) {
+            refuse(&mut server, &err.to_string()).await;
+            return Err(err);
+        }
         let owner = Owner {
             key: server.key_fingerprint(),
             certificate: server.peer_identity(),
@@ -248,6 +255,7 @@ impl ResilientAcceptor {
             Remove {
                 table: self.table.clone(),
                 id,
+                shared: shared.clone(),
             },
         ));
         table.insert(
@@ -302,12 +310,20 @@ async fn refuse<IO: AsyncRead + AsyncWrite + Unpin>(server: &mut SecureServer<IO
 struct Remove {
     table: Table,
     id: SessionId,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl Drop for Remove {
     fn drop(&mut self) {
         if let Ok(mut table) = self.table.lock() {
-            table.remove(&self.id);
+            // Only this session's entry: an evicted one's id may name a
+            // newer session by now.
+            if table
+                .get(&self.id)
+                .is_some_and(|entry| Arc::ptr_eq(&entry.shared, &self.shared))
+            {
+                table.remove(&self.id);
+            }
         }
     }
 }
@@ -347,6 +363,11 @@ async fn run(
                 }
             }
         };
+        if lock(&shared).finished {
+            // Evicted while this connection was on its way: it is
+            // dropped, and the client starts anew.
+            return;
+        }
         if let Ok(mut at) = detached_since.lock() {
             *at = None;
         }

@@ -17,6 +17,10 @@ use super::outbox::Outbox;
 use super::wire::{HEADER_LEN, Hello, Message, SessionId, protocol};
 use crate::LinkError;
 
+/// The most idle frames a stall forgives ([`Session::unstalled`]): what
+/// the unread queue holds in messages.
+const MAX_IDLE_CREDIT: u32 = super::link::MAX_UNREAD_MESSAGES as u32;
+
 /// Which end of the session this is: the client dials and speaks first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -334,8 +338,11 @@ impl<O: Outbox> Session<O> {
             Message::Data {
                 seq, ack_now, body, ..
             } => {
-                self.strikes = 0;
-                self.last_idle = None;
+                if seq >= self.expected {
+                    // New data forgives the idle frames before it.
+                    self.strikes = 0;
+                    self.last_idle = None;
+                }
                 self.handle_data(now, seq, ack_now, body)
             }
             Message::Ack { .. } => {
@@ -387,12 +394,7 @@ impl<O: Outbox> Session<O> {
         if self.state != State::Greeting || self.hello_due {
             return Err(protocol("a hello out of turn"));
         }
-        if hello.heartbeat_interval < self.config.min_heartbeat_interval {
-            return Err(LinkError::TooManyHeartbeats);
-        }
-        if hello.dead_time < hello.heartbeat_interval {
-            return Err(protocol("a dead time shorter than the heartbeat interval"));
-        }
+        check_timings(&hello, &self.config)?;
         if hello.session != self.session {
             return Err(protocol("a hello for another session"));
         }
@@ -484,10 +486,14 @@ impl<O: Outbox> Session<O> {
         body: Bytes,
     ) -> Result<(), LinkError> {
         if seq < self.expected {
-            // Sent again though it arrived before: acknowledge, drop.
+            // Sent again though it arrived before: acknowledge, drop. After
+            // the hellos a peer resends only what crossed a cut, so a
+            // stream of them carries nothing new: it is held to the
+            // heartbeats' rate, and acknowledged within the ack delay.
             self.stats.duplicates += 1;
-            self.ack_due = Some(now);
-            return Ok(());
+            let due = now + self.config.ack_delay;
+            self.ack_due = Some(self.ack_due.map_or(due, |at| at.min(due)));
+            return self.idle(now);
         }
         if seq > self.expected {
             return Err(protocol(format!(
@@ -495,7 +501,9 @@ impl<O: Outbox> Session<O> {
                 self.expected
             )));
         }
-        self.expected += 1;
+        self.expected = seq
+            .checked_add(1)
+            .ok_or_else(|| protocol("message numbers ran out"))?;
         self.stats.delivered += 1;
         self.events.push_back(Event::Delivered(body));
         let due = if ack_now || self.expected - self.told >= ACK_EVERY {
@@ -648,8 +656,14 @@ impl<O: Outbox> Session<O> {
         if let Some(since) = self.stalled_since.take() {
             let stall = now.saturating_duration_since(since).as_nanos();
             let per = self.config.min_heartbeat_interval.as_nanos().max(1);
+            // Not a sum over stalls (an allowance that only grew would end
+            // the limit): at most the longest stall's due, never more than
+            // the unread queue's worth, and spent as it is used.
             let credit = u32::try_from(stall / per).unwrap_or(u32::MAX);
-            self.idle_credit = self.idle_credit.saturating_add(credit).saturating_add(1);
+            self.idle_credit = self
+                .idle_credit
+                .max(credit.saturating_add(1))
+                .min(MAX_IDLE_CREDIT);
         }
     }
 
@@ -681,6 +695,19 @@ impl<O: Outbox> Session<O> {
             }
         }
     }
+}
+
+/// Whether a peer's hello asks for timings this end allows: heartbeats
+/// no closer than its minimum interval, a dead time of at least one
+/// heartbeat.
+pub(crate) fn check_timings(hello: &Hello, config: &ResilientConfig) -> Result<(), LinkError> {
+    if hello.heartbeat_interval < config.min_heartbeat_interval {
+        return Err(LinkError::TooManyHeartbeats);
+    }
+    if hello.dead_time < hello.heartbeat_interval {
+        return Err(protocol("a dead time shorter than the heartbeat interval"));
+    }
+    Ok(())
 }
 
 impl<O> std::fmt::Debug for Session<O> {

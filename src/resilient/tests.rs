@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use super::config::ResilientConfig;
 use super::outbox::{MemoryOutbox, Outbox};
 use super::session::{Event, Session};
-use super::wire::{Message, SessionId};
+use super::wire::{Hello, Message, SessionId};
 use crate::LinkError;
 
 const MAX_FRAME: usize = 1 << 20;
@@ -758,6 +758,10 @@ fn a_duplicate_after_everything_was_acknowledged_is_acknowledged_again() {
     let server = world.server.as_mut().expect("server");
     // The client did not hear the acknowledgement and sent it again.
     server.handle(now, copy).expect("the copy");
+    // Within the ack delay, not at once: a stream of copies is not
+    // answered one for one.
+    assert!(server.poll_transmit(now).expect("transmit").is_none());
+    let now = now + super::DEFAULT_ACK_DELAY;
     let answer = server.poll_transmit(now).expect("transmit");
     let answer = answer.map(|payload| Message::decode(payload).expect("decode"));
     assert!(
@@ -834,4 +838,74 @@ fn a_stall_of_this_end_neither_kills_the_peer_nor_holds_its_bunched_heartbeats_a
     // 30 intervals of 1 s and one more, then the two strikes.
     assert_eq!(forgiven, 31 + 2, "{results:?}");
     assert!(!results[33]);
+
+    // However long the stall, at most the unread queue's worth.
+    let mut world = pair(ResilientConfig::new());
+    let start = world.now;
+    let server = world.server.as_mut().expect("server");
+    server.stalled(start);
+    let now = start + Duration::from_secs(24 * 3600);
+    server.stalled(now);
+    server.unstalled(now);
+    let forgiven = (0..5000)
+        .take_while(|nonce| {
+            server
+                .handle(
+                    now,
+                    Message::Heartbeat {
+                        nonce: *nonce,
+                        ack: 0,
+                    }
+                    .encode(),
+                )
+                .is_ok()
+        })
+        .count();
+    assert_eq!(forgiven, super::MAX_UNREAD_MESSAGES + 2);
+}
+
+#[test]
+fn copies_of_delivered_data_are_held_to_the_heartbeat_rate() {
+    let mut world = pair(ResilientConfig::new());
+    let now = world.now;
+    let server = world.server.as_mut().expect("server");
+    let data = |seq| {
+        Message::Data {
+            seq,
+            ack: 0,
+            ack_now: false,
+            body: Bytes::new(),
+        }
+        .encode()
+    };
+    server.handle(now, data(0)).expect("new data");
+    // The same message again and again, as fast as the peer can.
+    let results: Vec<bool> = (0..4)
+        .map(|_| server.handle(now, data(0)).is_ok())
+        .collect();
+    assert_eq!(results, [true, true, true, false], "two strikes forgiven");
+    // A peer cannot start a session at the last number and overflow it.
+    let now = world.now;
+    let id = SessionId([9; 16]);
+    let mut server = Session::server(
+        id,
+        ResilientConfig::new(),
+        MAX_FRAME,
+        MemoryOutbox::default(),
+        now,
+    );
+    server.connected(now);
+    let hello = Message::Hello {
+        first: u64::MAX,
+        ack: 0,
+        hello: Hello {
+            session: id,
+            resumed: false,
+            heartbeat_interval: super::DEFAULT_HEARTBEAT_INTERVAL,
+            dead_time: super::DEFAULT_DEAD_TIME,
+        },
+    };
+    server.handle(now, hello.encode()).expect("hello");
+    let last = server.handle(now, data(u64::MAX));
+    assert!(matches!(last, Err(LinkError::Protocol(_))), "{last:?}");
 }
