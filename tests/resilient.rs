@@ -586,6 +586,26 @@ async fn a_partition_holds_a_flat_out_producer_at_the_outbox_bound() {
     assert_eq!(link.stats().unacked, 0);
 }
 
+/// Connects with `intruder` (which offers the resilient ALPN id), sends a
+/// hello naming session `id` (hex), as the module docs draw it, and
+/// returns the server's answer.
+async fn name_session(intruder: &SecureConnector, addr: SocketAddr, id: &str) -> Bytes {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut raw = intruder.connect("localhost", tcp).await.unwrap();
+    let mut hello = vec![1u8, 4, 0];
+    hello.extend_from_slice(&0u64.to_be_bytes());
+    hello.extend_from_slice(&0u64.to_be_bytes());
+    hello.extend_from_slice(&hex::decode(id).unwrap());
+    hello.extend_from_slice(&5000u32.to_be_bytes());
+    hello.extend_from_slice(&15000u32.to_be_bytes());
+    raw.send(Bytes::from(hello)).await.unwrap();
+    tokio::time::timeout(PATIENCE, raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     let pki = common::pki();
@@ -605,22 +625,7 @@ async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
     let intruder =
         SecureConnector::from_config(std::sync::Arc::new(config), &b"intruder's key"[..]);
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let mut raw = intruder.connect("localhost", tcp).await.unwrap();
-    let id = hex::decode(link.session_id()).unwrap();
-    // The hello, as the module docs draw it.
-    let mut hello = vec![1u8, 4, 0];
-    hello.extend_from_slice(&0u64.to_be_bytes());
-    hello.extend_from_slice(&0u64.to_be_bytes());
-    hello.extend_from_slice(&id);
-    hello.extend_from_slice(&5000u32.to_be_bytes());
-    hello.extend_from_slice(&15000u32.to_be_bytes());
-    raw.send(Bytes::from(hello)).await.unwrap();
-    let answer = tokio::time::timeout(PATIENCE, raw.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let answer = name_session(&intruder, server.addr, &link.session_id()).await;
     assert_eq!(answer[1], 5, "an End");
     assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
     let err = tokio::time::timeout(PATIENCE, server.errors.recv())
@@ -635,6 +640,45 @@ async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     // The owner's session is untouched.
     link.send(Bytes::from("still mine")).await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["still mine"]);
+    assert!(server.sessions.try_recv().is_err());
+}
+
+/// With mutual TLS a session is bound to the client certificate's
+/// identity too: a client with the same HMAC key but another certificate
+/// from the same CA cannot take it over.
+#[tokio::test]
+async fn a_session_named_by_a_client_with_another_certificate_is_refused_and_goes_on() {
+    let pki =
+        secure_link::certs::generate_with_clients(&["localhost"], &["node-1", "node-2"]).unwrap();
+    let acceptor = SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, common::KEY)
+        .unwrap()
+        .with_client_ca(&pki.ca_pem)
+        .unwrap();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let (owner_cert, other_cert) = (&pki.clients[0], &pki.clients[1]);
+    let owner = SecureConnector::new(&pki.ca_pem, common::KEY)
+        .unwrap()
+        .with_client_cert(&owner_cert.chain_pem, &owner_cert.key_pem)
+        .unwrap();
+    let resilient = ResilientConnector::new(owner, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
+    link.send(Bytes::from("node-1's")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["node-1's"]);
+
+    // node-2: the same key, a valid certificate of its own.
+    let mut config = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
+    config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
+    let config =
+        secure_link::tls::with_client_cert(&config, &other_cert.chain_pem, &other_cert.key_pem)
+            .unwrap();
+    let intruder = SecureConnector::from_config(config, common::KEY);
+    let answer = name_session(&intruder, server.addr, &link.session_id()).await;
+    assert_eq!(answer[1], 5, "an End");
+    assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
+
+    link.send(Bytes::from("still node-1's")).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["still node-1's"]);
     assert!(server.sessions.try_recv().is_err());
 }
 
