@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::fault::{Cut, Dir, FaultProxy, How};
+use common::pipes::Pipes;
 use futures::{SinkExt, StreamExt};
+use secure_link::certs::ClientCert;
 use secure_link::resilient::{
     Accepted, LinkMode, MemoryOutbox, ResilientAcceptor, ResilientConfig, ResilientConnector,
     ResilientEvent, ResilientLink,
@@ -400,7 +402,9 @@ async fn a_hello_asking_for_too_frequent_heartbeats_stops_the_client_at_once() {
     let eager = config()
         .with_min_heartbeat_interval(Duration::from_millis(50))
         .with_heartbeat_interval(Duration::from_millis(100))
-        .with_dead_time(Duration::from_secs(1));
+        // Far above a handshake on a loaded machine: a dial slower than
+        // the dead time would count as a lost connection, and a retry.
+        .with_dead_time(PATIENCE);
     let resilient = ResilientConnector::new(connector, eager).unwrap();
     let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
     let err = first_error(&mut link).await;
@@ -424,15 +428,16 @@ async fn a_hello_asking_for_too_frequent_heartbeats_stops_the_client_at_once() {
     );
 }
 
-#[tokio::test]
+/// Paused time over in-memory pipes: every dial is refused, and the
+/// client gives up at its limit, handing back what it holds.
+#[tokio::test(start_paused = true)]
 async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
     let (connector, acceptor) = endpoints();
-    let server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
-    let proxy = FaultProxy::start(server.addr).await;
-    proxy.refuse(true);
+    let (pipes, mut sessions) = Pipes::new(ResilientAcceptor::new(acceptor, config()).unwrap());
+    pipes.set_up(false);
     let limit = Duration::from_millis(300);
     let resilient = ResilientConnector::new(connector, config().with_give_up_after(limit)).unwrap();
-    let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
+    let mut link = resilient.connect("localhost", pipes.dial()).unwrap();
     for i in 0..3u8 {
         link.feed(Bytes::from(vec![i])).await.unwrap();
     }
@@ -444,7 +449,7 @@ async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
     assert_eq!(link.take_unacked(), [vec![0u8], vec![1], vec![2]]);
     assert!(link.take_unacked().is_empty(), "handed back once");
     assert!(matches!(link.flush().await, Err(LinkError::GaveUp { .. })));
-    assert!(proxy.connections() == 0, "every attempt was refused");
+    assert!(sessions.try_recv().is_err(), "every attempt was refused");
     let mut disconnects = 0;
     while let Some(event) = link.next_event().await {
         assert!(
@@ -453,10 +458,64 @@ async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
         );
         disconnects += 1;
     }
+    // Backoff ceilings 5, 10, 20, 40, 80, 100 ms: at least six retries
+    // fit in 300 ms whatever the jitter drew.
     assert!(
-        disconnects >= 2,
+        disconnects >= 6,
         "it retried before giving up: {disconnects}"
     );
+    assert_eq!(pipes.dials(), disconnects);
+}
+
+/// A server that completes TLS and then never answers the hello: each
+/// connection dies at the dead time, none carried the session, so the
+/// limit still runs from the start (and the backoff is never reset).
+#[tokio::test(start_paused = true)]
+async fn connections_whose_hello_is_never_answered_do_not_postpone_giving_up() {
+    let pki = common::pki();
+    let mut tls = (*secure_link::tls::server_config(&pki.chain_pem, &pki.key_pem).unwrap()).clone();
+    tls.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
+    let mute = SecureAcceptor::from_config(std::sync::Arc::new(tls), common::KEY);
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dial = {
+        let connections = connections.clone();
+        move || {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let mute = mute.clone();
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Reads the hello, and everything after it, in silence.
+                if let Ok(mut server) = mute.accept(server).await {
+                    while let Some(Ok(_)) = server.next().await {}
+                }
+            });
+            futures::future::ready(Ok::<_, std::io::Error>(client))
+        }
+    };
+    let limit = Duration::from_secs(10);
+    let timings = config()
+        .with_heartbeat_interval(Duration::from_secs(1))
+        .with_dead_time(Duration::from_secs(3))
+        .with_give_up_after(limit);
+    let connector = SecureConnector::new(&pki.ca_pem, common::KEY).unwrap();
+    let resilient = ResilientConnector::new(connector, timings).unwrap();
+    let start = tokio::time::Instant::now();
+    let mut link = resilient.connect("localhost", dial).unwrap();
+    link.feed(Bytes::from("unanswered")).await.unwrap();
+    let err = first_error(&mut link).await;
+    assert!(
+        matches!(err, LinkError::GaveUp { after, unacked: 1 } if after == limit),
+        "{err:?}"
+    );
+    // The limit, at most one dead time and one backoff past it.
+    let after = start.elapsed();
+    assert!(
+        after >= limit && after <= limit + Duration::from_secs(4),
+        "{after:?}"
+    );
+    assert_eq!(link.take_unacked(), ["unanswered"]);
+    let dials = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..=5).contains(&dials), "{dials} connections in {after:?}");
 }
 
 #[tokio::test]
@@ -586,6 +645,29 @@ async fn a_partition_holds_a_flat_out_producer_at_the_outbox_bound() {
     assert_eq!(link.stats().unacked, 0);
 }
 
+/// A plain connector that offers the resilient ALPN id, to speak the
+/// resilient protocol by hand, with `key` and, if any, a client
+/// certificate.
+fn intruder(ca_pem: &str, key: &[u8], certificate: Option<&ClientCert>) -> SecureConnector {
+    let mut config = (*secure_link::tls::client_config(ca_pem).unwrap()).clone();
+    config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
+    let config = match certificate {
+        Some(cert) => {
+            secure_link::tls::with_client_cert(&config, &cert.chain_pem, &cert.key_pem).unwrap()
+        }
+        None => std::sync::Arc::new(config),
+    };
+    SecureConnector::from_config(config, key)
+}
+
+/// Names session `id` (hex) with `intruder`: the server answers with an
+/// `End` saying that the session belongs to another peer.
+async fn assert_refused_as_anothers(intruder: &SecureConnector, addr: SocketAddr, id: &str) {
+    let answer = name_session(intruder, addr, id).await;
+    assert_eq!(answer[1], 5, "an End");
+    assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
+}
+
 /// Connects with `intruder` (which offers the resilient ALPN id), sends a
 /// hello naming session `id` (hex), as the module docs draw it, and
 /// returns the server's answer.
@@ -621,13 +703,8 @@ async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     assert_eq!(receive(&mut session, 1).await, ["mine"]);
 
     // The intruder holds a key the server accepts, and names the session.
-    let mut config = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
-    config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
-    let intruder =
-        SecureConnector::from_config(std::sync::Arc::new(config), &b"intruder's key"[..]);
-    let answer = name_session(&intruder, server.addr, &link.session_id()).await;
-    assert_eq!(answer[1], 5, "an End");
-    assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
+    let intruder = intruder(&pki.ca_pem, b"intruder's key", None);
+    assert_refused_as_anothers(&intruder, server.addr, &link.session_id()).await;
     let err = tokio::time::timeout(PATIENCE, server.errors.recv())
         .await
         .unwrap()
@@ -667,15 +744,8 @@ async fn a_session_named_by_a_client_with_another_certificate_is_refused_and_goe
     assert_eq!(receive(&mut session, 1).await, ["node-1's"]);
 
     // node-2: the same key, a valid certificate of its own.
-    let mut config = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
-    config.alpn_protocols = vec![secure_link::resilient::RESILIENT_ALPN.to_vec()];
-    let config =
-        secure_link::tls::with_client_cert(&config, &other_cert.chain_pem, &other_cert.key_pem)
-            .unwrap();
-    let intruder = SecureConnector::from_config(config, common::KEY);
-    let answer = name_session(&intruder, server.addr, &link.session_id()).await;
-    assert_eq!(answer[1], 5, "an End");
-    assert!(String::from_utf8_lossy(&answer[19..]).contains("belongs to another peer"));
+    let intruder = intruder(&pki.ca_pem, common::KEY, Some(other_cert));
+    assert_refused_as_anothers(&intruder, server.addr, &link.session_id()).await;
 
     link.send(Bytes::from("still node-1's")).await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["still node-1's"]);

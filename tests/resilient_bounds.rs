@@ -100,6 +100,26 @@ fn produce(
     })
 }
 
+/// Receives the producer's `count` messages in order, and checks that no
+/// connection of either end was lost meanwhile.
+async fn arrive_on_the_first_connection(
+    server: &mut ResilientLink,
+    producer: tokio::task::JoinHandle<Result<ResilientLink, LinkError>>,
+    count: usize,
+) {
+    receive_in_order(server, count).await;
+    let client = producer.await.unwrap().unwrap();
+    assert_eq!(
+        (disconnections(&client), disconnections(server)),
+        (vec![], vec![]),
+        "a connection was lost (client's, server's)"
+    );
+    assert_eq!(
+        (client.stats().connections, server.stats().connections),
+        (1, 1)
+    );
+}
+
 fn disconnections(link: &ResilientLink) -> Vec<ResilientEvent> {
     link.take_events()
         .into_iter()
@@ -153,20 +173,11 @@ async fn a_reader_that_stops_is_not_taken_for_a_dead_peer() {
     // bytes than its byte bound.
     const COUNT: usize = 3000;
     let (_pipes, client, mut server) = session(MemoryOutbox::default()).await;
-    let client_events = client.events();
     let producer = produce(client, COUNT, 100, Arc::default());
 
     // The server's application takes nothing for ten dead times.
     tokio::time::sleep(STALL).await;
-    receive_in_order(&mut server, COUNT).await;
-    let client = producer.await.unwrap().unwrap();
-    assert_eq!(
-        (disconnections(&client), disconnections(&server)),
-        (vec![], vec![]),
-        "a connection was lost (client's, server's)"
-    );
-    assert_eq!(client_events.stats().connections, 1);
-    assert_eq!(server.stats().connections, 1);
+    arrive_on_the_first_connection(&mut server, producer, COUNT).await;
     assert_eq!(server.stats().resumes, 0);
 }
 
@@ -188,14 +199,7 @@ async fn a_reader_that_stops_holds_at_most_max_unread_bytes() {
         "reader stopped, {COUNT} x 64 KiB sent: {unacked} unacknowledged (the reader holds at most {at_most_held})"
     );
     assert!(unacked >= COUNT - at_most_held, "{unacked}");
-    receive_in_order(&mut server, COUNT).await;
-    let client = producer.await.unwrap().unwrap();
-    assert_eq!(
-        (disconnections(&client), disconnections(&server)),
-        (vec![], vec![]),
-        "a connection was lost (client's, server's)"
-    );
-    assert_eq!(server.stats().connections, 1);
+    arrive_on_the_first_connection(&mut server, producer, COUNT).await;
 }
 
 async fn a_session_without_a_connection_expires_at_its_limit() {

@@ -220,9 +220,15 @@ impl World {
         if !self.client.has_room(body.len()) {
             return false;
         }
+        self.send(body);
+        true
+    }
+
+    /// The client's application sends `body` (and the world expects it
+    /// at the server).
+    fn send(&mut self, body: Bytes) {
         self.client.send(body.clone()).expect("send");
         self.client_sent.push(body);
-        true
     }
 
     fn server_send(&mut self, rng: &mut Rng) -> bool {
@@ -442,11 +448,7 @@ fn pair(config: ResilientConfig) -> World {
 #[test]
 fn a_duplicate_is_acknowledged_and_dropped() {
     let mut world = pair(ResilientConfig::new());
-    world
-        .client
-        .send(Bytes::from_static(b"once"))
-        .expect("send");
-    world.client_sent.push(Bytes::from_static(b"once"));
+    world.send(Bytes::from_static(b"once"));
     world.client_transmit().expect("transmit");
     let copy = world.up[0].clone();
     world.deliver_up().expect("deliver");
@@ -482,11 +484,7 @@ fn a_gap_or_an_ack_of_the_unsent_is_a_protocol_error() {
 #[test]
 fn a_lone_message_is_acknowledged_at_once_and_a_stream_every_sixteen() {
     let mut world = pair(ResilientConfig::new());
-    world
-        .client
-        .send(Bytes::from_static(b"lone"))
-        .expect("send");
-    world.client_sent.push(Bytes::from_static(b"lone"));
+    world.send(Bytes::from_static(b"lone"));
     world.client_transmit().expect("transmit");
     world.deliver_up().expect("deliver");
     // No time passes: the ack goes out because the data asked for it.
@@ -496,9 +494,7 @@ fn a_lone_message_is_acknowledged_at_once_and_a_stream_every_sixteen() {
 
     // 1,600 messages queued before the first is sent: only the last asks.
     for i in 0..1600u64 {
-        let body = Bytes::from(i.to_be_bytes().to_vec());
-        world.client.send(body.clone()).expect("send");
-        world.client_sent.push(body);
+        world.send(Bytes::from(i.to_be_bytes().to_vec()));
     }
     let before = world
         .server
@@ -688,11 +684,7 @@ fn a_full_outbox_refuses_room_until_the_peer_acknowledges() {
 #[test]
 fn ending_the_session_follows_the_data_and_the_peer_learns_it() {
     let mut world = pair(ResilientConfig::new());
-    world
-        .client
-        .send(Bytes::from_static(b"last"))
-        .expect("send");
-    world.client_sent.push(Bytes::from_static(b"last"));
+    world.send(Bytes::from_static(b"last"));
     world.client.end("done");
     assert!(matches!(
         world.client.send(Bytes::new()),
@@ -746,11 +738,7 @@ fn the_outbox_bound_in_bytes_holds() {
 #[test]
 fn a_duplicate_after_everything_was_acknowledged_is_acknowledged_again() {
     let mut world = pair(ResilientConfig::new());
-    world
-        .client
-        .send(Bytes::from_static(b"once"))
-        .expect("send");
-    world.client_sent.push(Bytes::from_static(b"once"));
+    world.send(Bytes::from_static(b"once"));
     world.client_transmit().expect("transmit");
     let copy = world.up[0].clone();
     world.settle().expect("delivered and acknowledged");
