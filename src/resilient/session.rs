@@ -682,18 +682,12 @@ impl<O: Outbox> Session<O> {
     /// [`poll_transmit`](Session::poll_transmit) next, if anything waits
     /// for time.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Disconnected | State::Ended => None,
-            State::Greeting => Some(self.last_heard + self.config.dead_time),
-            State::Established => {
-                let mut at = (self.last_heard + self.config.dead_time)
-                    .min(self.last_sent + self.heartbeat_interval());
-                if let Some(due) = self.ack_due {
-                    at = at.min(due);
-                }
-                Some(at)
-            }
+        let dead = self.dead_deadline()?;
+        if self.state != State::Established {
+            return Some(dead);
         }
+        let at = dead.min(self.last_sent + self.heartbeat_interval());
+        Some(self.ack_due.map_or(at, |due| at.min(due)))
     }
 }
 
