@@ -47,6 +47,17 @@ pub(crate) struct Args {
     pub(super) memory_case: Option<String>,
 }
 
+impl Args {
+    /// The sizes given with `--size`, or `default` when there are none.
+    pub(super) fn sizes_or<'a>(&'a self, default: &'a [usize]) -> &'a [usize] {
+        if self.sizes.is_empty() {
+            default
+        } else {
+            &self.sizes
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Scenario {
     /// Throughput, latency, connections, memory and handshakes, short.

@@ -38,11 +38,7 @@ pub(super) async fn run(
         .copied()
         .filter(|n| !counts.contains(n))
         .collect();
-    let sizes: &[usize] = if args.sizes.is_empty() {
-        &[64, 1024]
-    } else {
-        &args.sizes
-    };
+    let sizes = args.sizes_or(&[64, 1024]);
     let total = args.count.unwrap_or(if tour { 20_000 } else { 1_000_000 });
     let rounds = if tour { 1 } else { args.rounds };
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| peers.contains(p)).collect();

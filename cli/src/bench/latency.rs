@@ -39,11 +39,7 @@ pub(super) async fn run(
     peers: &[Peer],
     tour: bool,
 ) -> Result<Vec<Chart>, Error> {
-    let sizes: &[usize] = if args.sizes.is_empty() {
-        &[64, 1024, 64 * 1024]
-    } else {
-        &args.sizes
-    };
+    let sizes = args.sizes_or(&[64, 1024, 64 * 1024]);
     let count = args.count.unwrap_or(if tour { 500 } else { 5_000 }).max(1);
     let rounds = if tour { 1 } else { args.rounds };
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| peers.contains(p)).collect();

@@ -20,11 +20,7 @@ pub(super) async fn run(setup: &Setup, args: &Args, tour: bool) -> Result<(), Er
     } else {
         &[64, 1024, 16 * 1024, 64 * 1024]
     };
-    let sizes: &[usize] = if args.sizes.is_empty() {
-        default_sizes
-    } else {
-        &args.sizes
-    };
+    let sizes = args.sizes_or(default_sizes);
     let rounds = if tour { 1 } else { args.rounds };
     let volume: usize = if tour { 16 << 20 } else { 256 << 20 };
     let count_for = |size: usize| args.count.unwrap_or(volume / size.max(1)).max(1);

@@ -35,11 +35,7 @@ pub(super) async fn run(
     } else {
         &[64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024]
     };
-    let sizes: &[usize] = if args.sizes.is_empty() {
-        default_sizes
-    } else {
-        &args.sizes
-    };
+    let sizes = args.sizes_or(default_sizes);
     let rounds = if tour { 1 } else { args.rounds };
     // Bytes per run: about 64 MiB (8 MiB on the tour).
     let volume: usize = if tour { 8 << 20 } else { 64 << 20 };

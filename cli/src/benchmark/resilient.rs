@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::throughput::pump_from;
-use super::{Mode, Sample, Setup, tcp_pair};
+use super::throughput::{pump_from, transfer};
+use super::{Mode, Peer, Sample, Setup, Transport};
 
 /// One resilient transfer's figures beside its sample.
 #[derive(Clone, Copy, Debug)]
@@ -85,8 +85,11 @@ async fn resilient_pair(
 }
 
 /// `count` messages of `size` bytes client -> server, batched, over a
-/// plain link (`resilient` false) or a resilient one: the resilient
-/// flush waits until the server acknowledged the last.
+/// plain link (`resilient` false: the throughput scenario's own
+/// [`transfer`](super::transfer) of ours over TCP) or a resilient one: the
+/// resilient flush waits until the server acknowledged the last. As there,
+/// the CPU time counts from the established link on (both ends and, here,
+/// both drivers).
 ///
 /// # Errors
 ///
@@ -97,29 +100,26 @@ pub async fn resilient_transfer(
     size: usize,
     count: usize,
 ) -> Result<ResilientSample, LinkError> {
-    let cpu_before = super::system::cpu_time();
-    let (started, finished, bytes, standalone_acks) = if resilient {
-        let pair = resilient_pair(setup, ResilientConfig::new(), None).await?;
-        let server_stats = pair.server.events();
-        let (started, finished, bytes) =
-            pump_from(pair.client, pair.server, Mode::Batched, size, count, None).await?;
-        (
-            started,
-            finished,
-            bytes,
-            server_stats.stats().standalone_acks,
+    if !resilient {
+        let sample = transfer(
+            setup,
+            Peer::Ours,
+            Transport::Tcp,
+            Mode::Batched,
+            size,
+            count,
         )
-    } else {
-        let (connector, acceptor) = setup.ours();
-        let (client_tcp, server_tcp) = tcp_pair().await?;
-        let (client, server) = tokio::try_join!(
-            connector.connect("localhost", client_tcp),
-            acceptor.accept(server_tcp)
-        )?;
-        let (started, finished, bytes) =
-            pump_from(client, server, Mode::Batched, size, count, None).await?;
-        (started, finished, bytes, 0)
-    };
+        .await?;
+        return Ok(ResilientSample {
+            sample,
+            standalone_acks: 0,
+        });
+    }
+    let pair = resilient_pair(setup, ResilientConfig::new(), None).await?;
+    let server_stats = pair.server.events();
+    let cpu_before = super::system::cpu_time();
+    let (started, finished, bytes) =
+        pump_from(pair.client, pair.server, Mode::Batched, size, count, None).await?;
     let cpu = super::system::cpu_since(cpu_before);
     Ok(ResilientSample {
         sample: Sample {
@@ -128,7 +128,7 @@ pub async fn resilient_transfer(
             messages: count as u64,
             cpu,
         },
-        standalone_acks,
+        standalone_acks: server_stats.stats().standalone_acks,
     })
 }
 
