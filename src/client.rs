@@ -229,7 +229,8 @@ impl SecureConnector {
         let handshake = TlsConnector::from(self.config.clone()).connect(name, io);
         let stream = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
-            .map_err(|_| LinkError::HandshakeTimeout)??;
+            .map_err(|_| LinkError::HandshakeTimeout)?
+            .map_err(|err| tls::mode_mismatch(err.into(), &self.config.alpn_protocols))?;
         let codec = link::connection_codec(
             &self.codec,
             self.auth_mode,

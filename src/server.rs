@@ -125,12 +125,17 @@ impl SecureAcceptor {
         self.codec.max_frame_len()
     }
 
-    /// The same acceptor for a resilient server: it offers the resilient
-    /// ALPN id (clients that offer none still get the plain mode) and
-    /// stamps every read.
-    pub(crate) fn resilient(&self) -> SecureAcceptor {
+    /// The same acceptor for a resilient server: it accepts the resilient
+    /// ALPN id, and the plain one when `plain` (clients that offer none
+    /// get the plain mode either way), and stamps every read.
+    pub(crate) fn resilient(&self, plain: bool) -> SecureAcceptor {
         let mut config = (*self.config).clone();
         config.alpn_protocols = vec![crate::resilient::RESILIENT_ALPN.to_vec()];
+        if plain {
+            config
+                .alpn_protocols
+                .push(crate::resilient::PLAIN_ALPN.to_vec());
+        }
         SecureAcceptor {
             config: Arc::new(config),
             stamp_reads: true,
@@ -290,7 +295,8 @@ impl SecureAcceptor {
         let handshake = TlsAcceptor::from(self.config.clone()).accept(io);
         let stream = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
-            .map_err(|_| LinkError::HandshakeTimeout)??;
+            .map_err(|_| LinkError::HandshakeTimeout)?
+            .map_err(|err| tls::mode_mismatch(err.into(), &self.config.alpn_protocols))?;
         let codec = link::connection_codec(
             &self.codec,
             self.auth_mode,

@@ -60,17 +60,43 @@ fn build_provider() -> CryptoProvider {
 
 /// A TLS 1.3 client configuration that trusts the root certificates in
 /// `root_cert_pem` (one or more `CERTIFICATE` blocks) and nothing else.
+/// It offers the plain mode's ALPN id,
+/// [`PLAIN_ALPN`](crate::resilient::PLAIN_ALPN), so that a resilient-only
+/// server refuses it in the handshake, naming the mode; servers without
+/// ALPN (the lab's) ignore it.
 ///
 /// # Errors
 ///
 /// [`LinkError::Config`] if the PEM holds no certificate or cannot be
 /// parsed; [`LinkError::Tls`] if rustls rejects a certificate.
 pub fn client_config(root_cert_pem: &str) -> Result<Arc<ClientConfig>, LinkError> {
-    let config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&version::TLS13])?
         .with_root_certificates(root_store(root_cert_pem)?)
         .with_no_client_auth();
+    config.alpn_protocols = vec![crate::resilient::PLAIN_ALPN.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A handshake error that says the peer speaks the other mode: the
+/// `no_application_protocol` alert (received by a client, sent by a
+/// server) after this end offered the ids of one mode of this crate.
+pub(crate) fn mode_mismatch(err: LinkError, alpn: &[Vec<u8>]) -> LinkError {
+    use crate::resilient::LinkMode;
+    let refused = matches!(
+        err,
+        LinkError::Tls(
+            rustls::Error::NoApplicationProtocol
+                | rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+        )
+    );
+    match LinkMode::offered(alpn) {
+        Some(local) if refused => LinkError::ModeMismatch {
+            local,
+            peer: local.other(),
+        },
+        _ => err,
+    }
 }
 
 /// A TLS 1.3 server configuration presenting `cert_chain_pem` (the server's

@@ -315,7 +315,9 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
         .unwrap();
     assert_eq!(got.unwrap(), ["lab frame"]);
 
-    // Plain client, resilient-only server: refused, naming the mode.
+    // Plain client of this crate (it offers the plain mode's ALPN id),
+    // resilient-only server: refused in the handshake, both ends naming
+    // the mode.
     let mut only = serve(
         ResilientAcceptor::new(acceptor.clone(), config())
             .unwrap()
@@ -323,7 +325,55 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     )
     .await;
     let tcp = TcpStream::connect(only.addr).await.unwrap();
-    let mut plain = connector.connect("localhost", tcp).await.unwrap();
+    let err = connector.connect("localhost", tcp).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::ModeMismatch {
+                local: LinkMode::Plain,
+                peer: LinkMode::Resilient
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "this end speaks the plain mode, the peer the resilient mode"
+    );
+    assert!(!err.is_retryable());
+    let err = tokio::time::timeout(PATIENCE, only.errors.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            LinkError::ModeMismatch {
+                local: LinkMode::Resilient,
+                peer: LinkMode::Plain
+            }
+        ),
+        "{err:?}"
+    );
+
+    // A lab client (no ALPN at all, as Python's ssl): nothing in its
+    // handshake to refuse, so the server refuses it after, naming the mode;
+    // nothing it sent is delivered.
+    let pki = common::pki();
+    let mut lab_tls = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
+    lab_tls.alpn_protocols.clear();
+    let lab = SecureConnector::from_config(std::sync::Arc::new(lab_tls), common::KEY);
+    let mut only = serve(
+        ResilientAcceptor::new(
+            SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, common::KEY).unwrap(),
+            config(),
+        )
+        .unwrap()
+        .resilient_only(),
+    )
+    .await;
+    let tcp = TcpStream::connect(only.addr).await.unwrap();
+    let mut plain = lab.connect("localhost", tcp).await.unwrap();
     let _ = plain.send(Bytes::from("refused")).await;
     let err = tokio::time::timeout(PATIENCE, only.errors.recv())
         .await

@@ -27,10 +27,15 @@
 //! # Negotiation
 //!
 //! The mode is negotiated by TLS ALPN: the resilient client offers
-//! [`RESILIENT_ALPN`]; the plain mode offers no ALPN, as the lab's
-//! clients do. A resilient client that meets a plain-only server, or a
-//! plain client that meets a resilient-only server, fails at once with
-//! [`LinkError::ModeMismatch`](crate::LinkError::ModeMismatch). The frames
+//! [`RESILIENT_ALPN`]; this crate's plain clients offer [`PLAIN_ALPN`], and
+//! the lab's clients offer none, which is the plain mode too. A resilient
+//! client that meets a plain-only server, or a plain client of this crate
+//! that meets a resilient-only server, fails at once with
+//! [`LinkError::ModeMismatch`](crate::LinkError::ModeMismatch), and so
+//! does the server (a plain-only server has nothing to check: it sees the
+//! resilient client close before it sends anything). A client that offers
+//! no ALPN cannot be refused in the handshake: a resilient-only server
+//! refuses it right after, and the client finds its link closed. The frames
 //! are the plain mode's (`length | payload | tag`, with either
 //! [`AuthMode`](crate::AuthMode)); the resilient header lives inside the
 //! payload.
@@ -145,6 +150,6 @@ pub use link::{
     MAX_EVENTS, MAX_UNREAD_BYTES, MAX_UNREAD_MESSAGES, ResilientEvent, ResilientEvents,
     ResilientLink, ResilientStats,
 };
-pub use mode::{LinkMode, RESILIENT_ALPN};
+pub use mode::{LinkMode, PLAIN_ALPN, RESILIENT_ALPN};
 pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};
 pub use server::{Accepted, ResilientAcceptor};

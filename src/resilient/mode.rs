@@ -2,10 +2,18 @@
 
 use std::fmt;
 
-/// The ALPN protocol id of the resilient mode, version 1. The plain mode
-/// offers no ALPN at all (the lab's clients do not), so a server that
-/// speaks both tells them apart by it.
+/// The ALPN protocol id of the resilient mode, version 1.
 pub const RESILIENT_ALPN: &[u8] = b"secure-link-resilient/1";
+
+/// The ALPN protocol id this crate's plain clients offer
+/// ([`tls::client_config`](crate::tls::client_config)): the lab's frames,
+/// nothing inside them. A client that offers no ALPN at all (the lab's
+/// own clients) gets the plain mode too. It lets a resilient-only server
+/// refuse a plain client of this crate in the TLS handshake (the
+/// `no_application_protocol` alert), so that the client learns why
+/// ([`LinkError::ModeMismatch`](crate::LinkError::ModeMismatch)); a server
+/// without ALPN ignores it.
+pub const PLAIN_ALPN: &[u8] = b"secure-link/1";
 
 /// What a link speaks inside its frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,13 +28,35 @@ pub enum LinkMode {
 
 impl LinkMode {
     /// The mode a handshake negotiated, from its ALPN result: the
-    /// resilient id, or none at all for the plain mode. Any other id
-    /// is `None`: a protocol this crate does not speak.
+    /// resilient id, or the plain id or none at all for the plain mode.
+    /// Any other id is `None`: a protocol this crate does not speak.
     pub fn from_alpn(alpn: Option<&[u8]>) -> Option<LinkMode> {
         match alpn {
             None => Some(LinkMode::Plain),
+            Some(id) if id == PLAIN_ALPN => Some(LinkMode::Plain),
             Some(id) if id == RESILIENT_ALPN => Some(LinkMode::Resilient),
             Some(_) => None,
+        }
+    }
+
+    /// The mode an end asks for, from the ALPN ids it offers: resilient
+    /// when the resilient id is among them, plain when only the plain one
+    /// is; `None` for ids of other protocols alone.
+    pub(crate) fn offered(alpn: &[Vec<u8>]) -> Option<LinkMode> {
+        if alpn.iter().any(|id| id == RESILIENT_ALPN) {
+            Some(LinkMode::Resilient)
+        } else if alpn.iter().any(|id| id == PLAIN_ALPN) {
+            Some(LinkMode::Plain)
+        } else {
+            None
+        }
+    }
+
+    /// The other mode.
+    pub(crate) fn other(self) -> LinkMode {
+        match self {
+            LinkMode::Plain => LinkMode::Resilient,
+            LinkMode::Resilient => LinkMode::Plain,
         }
     }
 }

@@ -102,7 +102,7 @@ impl ResilientAcceptor {
         config.validate()?;
         Ok(ResilientAcceptor {
             max_frame_len: acceptor.max_frame_len(),
-            acceptor: acceptor.resilient(),
+            acceptor: acceptor.resilient(true),
             config,
             plain: true,
             table: Arc::default(),
@@ -110,9 +110,15 @@ impl ResilientAcceptor {
     }
 
     /// Refuses plain clients ([`LinkError::ModeMismatch`] from
-    /// [`accept`](Self::accept)); by default they are served.
+    /// [`accept`](Self::accept)); by default they are served. A plain
+    /// client of this crate (it offers [`PLAIN_ALPN`](super::PLAIN_ALPN))
+    /// is refused in the TLS handshake and learns why
+    /// ([`LinkError::ModeMismatch`] from its `connect`); one that offers
+    /// no ALPN is refused right after the handshake and finds its link
+    /// closed.
     pub fn resilient_only(mut self) -> Self {
         self.plain = false;
+        self.acceptor = self.acceptor.resilient(false);
         self
     }
 
@@ -124,7 +130,7 @@ impl ResilientAcceptor {
     pub fn with_acceptor(&self, acceptor: SecureAcceptor) -> Self {
         ResilientAcceptor {
             max_frame_len: acceptor.max_frame_len(),
-            acceptor: acceptor.resilient(),
+            acceptor: acceptor.resilient(self.plain),
             config: self.config.clone(),
             plain: self.plain,
             table: self.table.clone(),
