@@ -46,6 +46,56 @@ impl fmt::Display for Revoked {
     }
 }
 
+/// What authorised a live link, kept to check it again after a reload:
+/// a plain link's ([`SecureServer::revoked_by`](crate::SecureServer::revoked_by)),
+/// and a resilient session's, which outlives the connection it was
+/// opened on.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    /// The HMAC key the link is pinned to.
+    pub(crate) key: Pinned,
+    /// The client's certificate chain (end entity first), where it sent one.
+    pub(crate) chain: Option<Vec<CertificateDer<'static>>>,
+}
+
+/// The key a link is pinned to.
+#[derive(Clone)]
+pub(crate) enum Pinned {
+    /// Not yet: no message verified (nothing to check).
+    Not,
+    /// This key.
+    Key(HmacKey),
+    /// An index the link's keys do not hold: nothing can vouch for it.
+    Unknown,
+}
+
+impl Credentials {
+    /// Why `keys` and `verifier` (a configuration's) no longer authorise
+    /// these credentials, if they do not.
+    pub(crate) fn revoked_by<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a HmacKey>,
+        verifier: Option<&dyn ClientCertVerifier>,
+    ) -> Option<Revoked> {
+        match &self.key {
+            Pinned::Not => {}
+            Pinned::Key(pinned) if !key_revoked(pinned, keys) => {}
+            Pinned::Key(_) | Pinned::Unknown => return Some(Revoked::Key),
+        }
+        client_ca_revoked(verifier?, self.chain.as_deref()).then_some(Revoked::ClientCa)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("pinned", &!matches!(self.key, Pinned::Not))
+            .field("chain", &self.chain.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 /// Whether `pinned` is missing from `accepted` (compared in constant time).
 pub(crate) fn key_revoked<'a>(
     pinned: &HmacKey,

@@ -15,7 +15,7 @@ use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 
 use crate::codec::{AuthMode, Role};
 use crate::deadline::{Heard, ReadDeadline};
-use crate::revocation::{self, Revoked};
+use crate::revocation::{Credentials, Pinned, Revoked};
 use crate::write_deadline::WriteDeadline;
 use crate::{HmacFrameCodec, HmacKey, LinkError, link, tls};
 
@@ -123,6 +123,15 @@ impl SecureAcceptor {
     /// The largest payload a link of this end takes.
     pub(crate) fn max_frame_len(&self) -> usize {
         self.codec.max_frame_len()
+    }
+
+    /// Why this configuration no longer authorises a link accepted with
+    /// `credentials`, if it does not.
+    pub(crate) fn revokes(&self, credentials: &Credentials) -> Option<Revoked> {
+        credentials.revoked_by(
+            self.keys.iter().map(|accepted| &accepted.key),
+            self.client_verifier.as_deref(),
+        )
     }
 
     /// The same acceptor for a resilient server: it accepts the resilient
@@ -567,19 +576,26 @@ impl<IO> SecureServer<IO> {
     /// acceptor made [`from_config`](SecureAcceptor::from_config) with a
     /// client verifier of your own is not checked for client certificates.
     pub fn revoked_by(&self, acceptor: &SecureAcceptor) -> Option<Revoked> {
-        if let Some(index) = self.link().codec().pinned_key() {
+        acceptor.revokes(&self.credentials())
+    }
+
+    /// The key this link is pinned to and its client's chain, to check
+    /// against a later configuration.
+    pub(crate) fn credentials(&self) -> Credentials {
+        let key = match self.link().codec().pinned_key() {
+            None => Pinned::Not,
             // The codec pins an index into the keys the link was accepted
             // with; one that is not there cannot be vouched for.
-            let Some(pinned) = self.keys.get(index).map(|accepted| &accepted.key) else {
-                return Some(Revoked::Key);
-            };
-            if revocation::key_revoked(pinned, acceptor.keys.iter().map(|a| &a.key)) {
-                return Some(Revoked::Key);
-            }
-        }
-        let verifier = acceptor.client_verifier.as_deref()?;
-        let chain = self.get_ref().1.peer_certificates();
-        revocation::client_ca_revoked(verifier, chain).then_some(Revoked::ClientCa)
+            Some(index) => self.keys.get(index).map_or(Pinned::Unknown, |accepted| {
+                Pinned::Key(accepted.key.clone())
+            }),
+        };
+        let chain = self
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|cert| cert.clone().into_owned()).collect());
+        Credentials { key, chain }
     }
 }
 

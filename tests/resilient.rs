@@ -17,7 +17,7 @@ use secure_link::resilient::{
     Accepted, LinkMode, MemoryOutbox, ResilientAcceptor, ResilientConfig, ResilientConnector,
     ResilientEvent, ResilientLink,
 };
-use secure_link::{AuthMode, LinkError, SecureAcceptor, SecureConnector};
+use secure_link::{AuthMode, LinkError, Revoked, SecureAcceptor, SecureConnector};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -800,6 +800,57 @@ async fn a_session_named_by_a_client_with_another_certificate_is_refused_and_goe
     link.send(Bytes::from("still node-1's")).await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["still node-1's"]);
     assert!(server.sessions.try_recv().is_err());
+}
+
+/// `ResilientLink::revoked_by`: a server's session checked against a
+/// reloaded configuration, by the key it is bound to and its client's
+/// certificate; a client's link is never revoked.
+#[tokio::test]
+async fn a_reload_that_removes_the_key_or_the_client_ca_revokes_the_session() {
+    let pki = secure_link::certs::generate_with_clients(&["localhost"], &["node-1"]).unwrap();
+    let other = secure_link::certs::generate_with_clients(&["localhost"], &["node-1"]).unwrap();
+    let with = |keys: &[&[u8]], ca: &str| {
+        keys[1..]
+            .iter()
+            .fold(
+                SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, keys[0]).unwrap(),
+                |acceptor, key| acceptor.with_additional_key(*key),
+            )
+            .with_client_ca(ca)
+            .unwrap()
+    };
+    let accepted = with(&[b"first key", b"second key"], &pki.ca_pem);
+    let mut server = serve(ResilientAcceptor::new(accepted.clone(), config()).unwrap()).await;
+    let node = &pki.clients[0];
+    let client = SecureConnector::new(&pki.ca_pem, &b"second key"[..])
+        .unwrap()
+        .with_client_cert(&node.chain_pem, &node.key_pem)
+        .unwrap();
+    let resilient = ResilientConnector::new(client, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
+    link.send(Bytes::from("one")).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["one"]);
+
+    assert_eq!(session.revoked_by(&accepted), None);
+    assert_eq!(
+        session.revoked_by(&with(&[b"second key"], &pki.ca_pem)),
+        None,
+        "the key it is bound to stays"
+    );
+    assert_eq!(
+        session.revoked_by(&with(&[b"first key", b"third key"], &pki.ca_pem)),
+        Some(Revoked::Key)
+    );
+    assert_eq!(
+        session.revoked_by(&with(&[b"second key"], &other.ca_pem)),
+        Some(Revoked::ClientCa)
+    );
+    assert_eq!(
+        link.revoked_by(&with(&[b"first key"], &other.ca_pem)),
+        None,
+        "a client's link is not a server's to revoke"
+    );
 }
 
 #[tokio::test]

@@ -131,3 +131,78 @@ fn idle_timeout_never_ends_a_quiet_resilient_link_whose_heartbeats_arrive() {
     assert_eq!(server.count_stderr("idle"), 0);
     assert_eq!(server.count_stderr("session_opened"), 1);
 }
+
+/// `serve --resilient --hmac-key A --hmac-key B`: a SIGHUP after B's file
+/// holds another key ends the sessions bound to B at once (as it closes
+/// plain links pinned to it), logged and counted `key_revoked`; the
+/// client's reconnect is refused (its key verifies nothing), so `send
+/// --resilient` stops with an error instead of retrying. A session on A
+/// carries on.
+#[test]
+fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
+    let ws = Workspace::new("resilient-revoke");
+    std::fs::copy(ws.path("other-key.hex"), ws.path("second.hex")).unwrap();
+    let metrics = format!("127.0.0.1:{}", cli_support::free_port());
+    let server = Server::start(
+        &ws,
+        &[
+            "--resilient",
+            "--hmac-key",
+            &ws.arg("second.hex"),
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let spawn_send = |key: &str| {
+        let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
+        args.push("--resilient".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        secure_link(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut kept = spawn_send("key.hex");
+    let mut kept_in = kept.stdin.take().unwrap();
+    writeln!(kept_in, "kept").unwrap();
+    assert_eq!(server.next_line(), "kept");
+    let mut bound = spawn_send("other-key.hex");
+    let mut bound_in = bound.stdin.take().unwrap();
+    writeln!(bound_in, "bound").unwrap();
+    assert_eq!(server.next_line(), "bound");
+
+    // A reload that changes nothing ends nothing.
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    writeln!(bound_in, "after a reload of the same keys").unwrap();
+    assert_eq!(server.next_line(), "after a reload of the same keys");
+
+    let out = run(&["gen-key", "--out", &ws.arg("third.hex")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(ws.path("third.hex"), ws.path("second.hex")).unwrap();
+    server.signal("-HUP");
+    let revoked = server.wait_stderr("session_revoked");
+    assert!(revoked.contains("key_revoked"), "{revoked}");
+    assert!(revoked.contains("after 2 messages"), "{revoked}");
+
+    // The client learns it: its reconnect is refused, it stops.
+    let status = exit_within(&mut bound, PATIENCE).expect("send --resilient stops");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut bound.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("HMAC"), "{stderr}");
+    drop(bound_in);
+
+    // The session on the key that stays carries on; nothing else printed.
+    writeln!(kept_in, "still open").unwrap();
+    assert_eq!(server.next_line(), "still open");
+    drop(kept_in);
+    let status = exit_within(&mut kept, PATIENCE).expect("send exits");
+    assert!(status.success());
+    let series = "secure_link_connections_closed_total{reason=\"key_revoked\"}";
+    let body = cli_support::scrape_until(&metrics, &[(series, 1.0)]);
+    assert_eq!(cli_support::sample(&body, series), Some(1.0), "{body}");
+    assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
+}

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use super::outbox::Outbox;
 use super::session::Session;
-use crate::LinkError;
+use crate::revocation::Credentials;
+use crate::{LinkError, Revoked, SecureAcceptor};
 
 /// Messages delivered but not yet taken by the application, at most: the
 /// driver stops reading the connection until the application takes some
@@ -105,6 +106,9 @@ pub(crate) struct Shared {
     pub(crate) finished: bool,
     /// What a client that gave up did not get acknowledged.
     pub(crate) handed_back: Vec<Bytes>,
+    /// What authorised the session's last connection (a server's
+    /// sessions only), for [`ResilientLink::revoked_by`].
+    pub(crate) credentials: Option<Credentials>,
     pub(crate) driver: Option<Waker>,
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
@@ -123,6 +127,7 @@ impl Shared {
             stream_error_taken: false,
             finished: false,
             handed_back: Vec::new(),
+            credentials: None,
             driver: None,
             reader: None,
             writer: None,
@@ -280,6 +285,25 @@ impl ResilientLink {
     /// Whether a connection carries the session now.
     pub fn is_connected(&self) -> bool {
         lock(&self.shared).core.is_established()
+    }
+
+    /// Whether `acceptor`'s configuration still authorises this session,
+    /// after a reload that removed a key or a client CA (as
+    /// [`SecureServer::revoked_by`](crate::SecureServer::revoked_by) for a
+    /// plain link): `Some` when the HMAC key the session is bound to is not
+    /// among `acceptor`'s keys ([`Revoked::Key`]), or when `acceptor`
+    /// requires client certificates and the chain of the session's last
+    /// connection does not verify under its CAs now ([`Revoked::ClientCa`]).
+    /// Always `None` on a client's link.
+    ///
+    /// The caller decides what follows; `secure-link serve --resilient`
+    /// drops the link, which ends the session and its connection at once
+    /// (the client's reconnect is then refused by the new configuration:
+    /// its hello verifies under no key, or its certificate under no CA,
+    /// and neither is retried).
+    pub fn revoked_by(&self, acceptor: &SecureAcceptor) -> Option<Revoked> {
+        let credentials = lock(&self.shared).credentials.clone()?;
+        acceptor.revokes(&credentials)
     }
 
     /// The messages the peer did not acknowledge, oldest first, once the

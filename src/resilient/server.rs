@@ -19,6 +19,7 @@ use super::mode::LinkMode;
 use super::outbox::{MemoryOutbox, Outbox};
 use super::session::{Session, check_timings};
 use super::wire::{Message, SessionId};
+use crate::revocation::Credentials;
 use crate::{LinkError, SecureAcceptor, SecureServer};
 
 /// What [`ResilientAcceptor::accept`] made of a connection.
@@ -126,7 +127,8 @@ impl ResilientAcceptor {
     /// certificates or keys): connections accepted from now on use
     /// `acceptor`, and resume the sessions this one holds. A session stays
     /// bound to the key it was opened with; a client whose key a reload
-    /// removed cannot resume it.
+    /// removed cannot resume it, and [`ResilientLink::revoked_by`] tells
+    /// whether a live session should end.
     pub fn with_acceptor(&self, acceptor: SecureAcceptor) -> Self {
         ResilientAcceptor {
             max_frame_len: acceptor.max_frame_len(),
@@ -195,7 +197,8 @@ impl ResilientAcceptor {
             key: server.key_fingerprint(),
             certificate: server.peer_identity(),
         };
-        match self.attach(hello.session, &owner, Box::new(server), first) {
+        let credentials = server.credentials();
+        match self.attach(hello.session, &owner, credentials, Box::new(server), first) {
             Ok(accepted) => Ok(accepted),
             Err((mut server, err)) => {
                 refuse(&mut server, &err.to_string()).await;
@@ -208,6 +211,7 @@ impl ResilientAcceptor {
         &self,
         id: SessionId,
         owner: &Owner,
+        credentials: Credentials,
         server: Box<SecureServer<IO>>,
         hello: Bytes,
     ) -> Result<Accepted<IO>, (Box<SecureServer<IO>>, LinkError)>
@@ -226,7 +230,11 @@ impl ResilientAcceptor {
                 ));
             }
             return match entry.attach.try_send((server, hello)) {
-                Ok(()) => Ok(Accepted::Resumed),
+                Ok(()) => {
+                    // A renewed client certificate of the same identity.
+                    lock(&entry.shared).credentials = Some(credentials);
+                    Ok(Accepted::Resumed)
+                }
                 // The task is between two connections' hand-overs or gone.
                 Err(mpsc::error::TrySendError::Full((_, _)))
                 | Err(mpsc::error::TrySendError::Closed((_, _))) => {
@@ -250,6 +258,7 @@ impl ResilientAcceptor {
             now.into_std(),
         );
         let shared = Shared::new(core);
+        lock(&shared).credentials = Some(credentials);
         let (attach, connections) = mpsc::channel(1);
         let detached_since = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(

@@ -69,7 +69,7 @@ pub(super) async fn run(args: Args, connector: SecureConnector) -> Result<(), Er
 
     let format = args.format;
     let (mut sink, mut replies) = link.split();
-    let printer = tokio::spawn(async move {
+    let mut printer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         let mut line = Vec::new();
         while let Some(item) = replies.next().await {
@@ -88,7 +88,15 @@ pub(super) async fn run(args: Args, connector: SecureConnector) -> Result<(), Er
             let mut line = Vec::new();
             loop {
                 line.clear();
-                if stdin.read_until(b'\n', &mut line).await? == 0 {
+                // A session that ends while stdin is quiet (the server
+                // refused the reconnect, its key revoked) ends send now,
+                // not at the next line. The read is not cancellation safe,
+                // which does not matter: send stops.
+                let read = tokio::select! {
+                    read = stdin.read_until(b'\n', &mut line) => read?,
+                    ended = &mut printer => return Err(session_ended(ended, sent)),
+                };
+                if read == 0 {
                     break;
                 }
                 if line.last() == Some(&b'\n') {
@@ -118,6 +126,18 @@ pub(super) async fn run(args: Args, connector: SecureConnector) -> Result<(), Er
     let _ = tokio::time::timeout(Duration::from_secs(10), printer).await;
     info!("sent {sent} message(s); the server acknowledged every one");
     Ok(())
+}
+
+/// The session's stream ended while stdin was still open: its error, or
+/// the server's end of the session.
+fn session_ended(ended: Result<Result<(), LinkError>, tokio::task::JoinError>, sent: u64) -> Error {
+    match ended {
+        Ok(Err(err)) => failed(err, sent),
+        Ok(Ok(())) => Error::msg(format!(
+            "the server ended the session; {sent} line(s) read, not all acknowledged"
+        )),
+        Err(err) => Error::msg(format!("the reply printer failed: {err}")),
+    }
 }
 
 /// Why the session ended before every line was acknowledged.

@@ -71,7 +71,7 @@ async fn run(
         Some(sessions) => match sessions.accept(tcp).await {
             Ok(Accepted::Plain(server)) => Ok(*server),
             Ok(Accepted::Session(link)) => {
-                return session::serve(link, peer, output, settings).await;
+                return session::serve(link, peer, changes, output, settings).await;
             }
             Ok(_) => {
                 info!(%peer, event = "resumed", "a resilient session resumed on this connection");

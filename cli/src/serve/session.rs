@@ -1,12 +1,13 @@
 //! One resilient session of `serve --resilient`: each message printed
 //! once per session however often the client reconnects, optional echo,
-//! and a log line for each event.
+//! a log line for each event, and its end when a reload revokes what
+//! authorised it.
 
 use std::net::SocketAddr;
 
 use futures::{SinkExt, StreamExt};
-use secure_link::LinkError;
 use secure_link::resilient::{ResilientEvent, ResilientLink};
+use secure_link::{AcceptorChanges, LinkError, Revoked};
 use tracing::{info, warn};
 
 use super::connection::Settings;
@@ -15,10 +16,12 @@ use super::output::Output;
 use crate::files;
 
 /// Serves a session from its first connection (from `peer`) to its end:
-/// the client's close, its expiry, or serve's shutdown (which drops it).
+/// the client's close, its expiry, a reload that revokes its key or its
+/// client's CA, or serve's shutdown (which drops it).
 pub(crate) async fn serve(
     mut link: ResilientLink,
     peer: SocketAddr,
+    mut changes: AcceptorChanges,
     output: Output,
     settings: Settings,
 ) -> Closed {
@@ -30,8 +33,19 @@ pub(crate) async fn serve(
     let mut count = 0u64;
     let events = link.events();
     let mut events_open = true;
+    // Accepted under the configuration in place then; a reload since has
+    // to be checked once.
+    if let Some(revoked) = link.revoked_by(&changes.current()) {
+        return revoke(revoked, short, count);
+    }
     loop {
         let item = tokio::select! {
+            // A reload first: nothing more is taken from a revoked session.
+            biased;
+            fresh = changes.changed() => match link.revoked_by(&fresh) {
+                Some(revoked) => return revoke(revoked, short, count),
+                None => continue,
+            },
             event = events.next_event(), if events_open => {
                 let Some(event) = event else {
                     events_open = false;
@@ -93,6 +107,20 @@ fn log_event(event: &ResilientEvent, short: &str, counters: &metrics::Session) {
         }
         _ => {}
     }
+}
+
+/// A reload took away what authorised the session: it ends here, when
+/// the caller drops the link (its connection with it, without an `End`).
+/// The client's reconnect is refused by the new configuration.
+fn revoke(revoked: Revoked, short: &str, count: u64) -> Closed {
+    warn!(
+        event = "session_revoked",
+        session = short,
+        reason = revoked.label(),
+        messages = count,
+        "resilient session {short}: after a reload {revoked}: ending the session after {count} messages"
+    );
+    Closed::revoked(revoked)
 }
 
 fn ended(err: &LinkError, short: &str, count: u64) -> Closed {
