@@ -14,8 +14,8 @@ use common::pipes::Pipes;
 use futures::{SinkExt, StreamExt};
 use secure_link::certs::ClientCert;
 use secure_link::resilient::{
-    Accepted, LinkMode, MemoryOutbox, ResilientAcceptor, ResilientConfig, ResilientConnector,
-    ResilientEvent, ResilientLink,
+    Accepted, LinkMode, MemoryOutbox, Outbox, ResilientAcceptor, ResilientConfig,
+    ResilientConnector, ResilientEvent, ResilientLink, SessionRecord,
 };
 use secure_link::{AuthMode, LinkError, Revoked, SecureAcceptor, SecureConnector};
 use tokio::net::{TcpListener, TcpStream};
@@ -800,6 +800,160 @@ async fn a_session_named_by_a_client_with_another_certificate_is_refused_and_goe
     link.send(Bytes::from("still node-1's")).await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["still node-1's"]);
     assert!(server.sessions.try_recv().is_err());
+}
+
+/// `future`, or a panic after [`PATIENCE`] (a hang guard).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("no hang")
+}
+
+/// An outbox whose state outlives the link that used it: what an outbox on
+/// disk gives a client process that restarts.
+#[derive(Clone, Default)]
+struct Durable(std::sync::Arc<std::sync::Mutex<(MemoryOutbox, Option<SessionRecord>)>>);
+
+impl Durable {
+    fn record(&self) -> Option<SessionRecord> {
+        self.0.lock().unwrap().1
+    }
+    fn held(&self) -> usize {
+        self.0.lock().unwrap().0.len()
+    }
+}
+
+impl Outbox for Durable {
+    fn has_room(&self, len: usize) -> bool {
+        self.0.lock().unwrap().0.has_room(len)
+    }
+    fn push(&mut self, seq: u64, message: Bytes) -> std::io::Result<()> {
+        self.0.lock().unwrap().0.push(seq, message)
+    }
+    fn get(&self, seq: u64) -> Option<Bytes> {
+        self.0.lock().unwrap().0.get(seq)
+    }
+    fn release(&mut self, ack: u64) -> std::io::Result<()> {
+        self.0.lock().unwrap().0.release(ack)
+    }
+    fn first(&self) -> Option<u64> {
+        self.0.lock().unwrap().0.first()
+    }
+    fn len(&self) -> usize {
+        self.held()
+    }
+    fn drain(&mut self) -> Vec<Bytes> {
+        self.0.lock().unwrap().0.drain()
+    }
+    fn next_seq(&self) -> u64 {
+        self.0.lock().unwrap().0.next_seq()
+    }
+    fn session(&self) -> Option<SessionRecord> {
+        self.record()
+    }
+    fn save_session(&mut self, record: SessionRecord) -> std::io::Result<()> {
+        self.0.lock().unwrap().1 = Some(record);
+        Ok(())
+    }
+}
+
+/// A client process that restarts with its outbox (and session record)
+/// resumes its session: its numbering goes on after an empty outbox, what
+/// it held unacknowledged arrives once, and the server sends only what the
+/// record says was not received. One session on the server throughout.
+#[tokio::test]
+async fn a_client_restarted_with_a_durable_outbox_resumes_its_session_exactly_once() {
+    let (connector, acceptor) = endpoints();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let store = Durable::default();
+    let messages = numbered(60, 11);
+    let replies: Vec<Bytes> = (0..8).map(|i| Bytes::from(format!("reply {i}"))).collect();
+    let start = |store: &Durable| {
+        resilient
+            .connect_with_outbox("localhost", dial(proxy.addr), store.clone())
+            .unwrap()
+    };
+
+    let mut first = start(&store);
+    let id = first.session_id();
+    assert_eq!(
+        store.record().map(|r| (hex::encode(r.id), r.received)),
+        Some((id.clone(), 0)),
+        "saved when the session starts"
+    );
+    let mut stream = futures::stream::iter(messages[..20].iter().cloned().map(Ok));
+    within(first.send_all(&mut stream)).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 20).await, messages[..20]);
+    let mut stream = futures::stream::iter(replies[..5].iter().cloned().map(Ok));
+    within(session.send_all(&mut stream)).await.unwrap(); // acknowledged by the client
+    assert_eq!(receive(&mut first, 5).await, replies[..5]);
+    assert_eq!(store.record().map(|r| r.received), Some(5));
+
+    // The process dies with everything acknowledged: an empty outbox.
+    drop(first);
+    let mut second = start(&store);
+    assert_eq!(second.session_id(), id);
+    let mut stream = futures::stream::iter(messages[20..40].iter().cloned().map(Ok));
+    within(second.send_all(&mut stream)).await.unwrap();
+    assert_eq!(
+        receive(&mut session, 20).await,
+        messages[20..40],
+        "numbered on from 20, not taken for resends of 0.."
+    );
+
+    // The path goes dark; the process sends more and dies with them
+    // unacknowledged, while the server's replies wait.
+    proxy.black_hole(true);
+    for message in &messages[40..60] {
+        second.feed(message.clone()).await.unwrap();
+    }
+    for reply in &replies[5..] {
+        session.feed(reply.clone()).await.unwrap();
+    }
+    assert_eq!(store.held(), 20);
+    drop(second);
+    proxy.cut_now(How::Rst);
+    proxy.heal();
+
+    let mut third = start(&store);
+    assert_eq!(third.session_id(), id);
+    within(third.flush()).await.unwrap();
+    assert_eq!(receive(&mut session, 20).await, messages[40..60]);
+    assert_eq!(
+        receive(&mut third, 3).await,
+        replies[5..],
+        "from the record on"
+    );
+    assert_eq!(store.held(), 0);
+    let events = third.take_events();
+    assert!(
+        events.contains(&ResilientEvent::Connected { resumed: true }),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ResilientEvent::PeerRestarted { .. })),
+        "{events:?}"
+    );
+    tokio::time::timeout(PATIENCE, third.close())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(PATIENCE, session.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(session.stats().delivered, 60, "each once");
+    assert!(
+        server.sessions.try_recv().is_err(),
+        "one session throughout"
+    );
 }
 
 /// `ResilientLink::revoked_by`: a server's session checked against a

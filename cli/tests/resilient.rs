@@ -157,12 +157,14 @@ fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
         let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
         args.push("--resilient".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        secure_link(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        cli_support::Reaped(
+            secure_link(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut kept = spawn_send("key.hex");
     let mut kept_in = kept.stdin.take().unwrap();

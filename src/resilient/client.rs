@@ -15,7 +15,7 @@ use super::config::ResilientConfig;
 use super::driver::{Ended, drive};
 use super::link::{ResilientEvent, ResilientLink, Shared, lock};
 use super::mode::LinkMode;
-use super::outbox::{MemoryOutbox, Outbox};
+use super::outbox::{MemoryOutbox, Outbox, SessionRecord};
 use super::session::Session;
 use super::wire::SessionId;
 use crate::{LinkError, SecureConnector};
@@ -90,6 +90,15 @@ impl ResilientConnector {
     /// ([`ResilientConfig::with_backoff`]). It returns at once; messages
     /// sent before the first connection wait in `outbox`.
     ///
+    /// An outbox that holds a [`SessionRecord`](super::SessionRecord)
+    /// ([`Outbox::session`]: one kept by an earlier process, on disk)
+    /// resumes that session: the messages it still holds are sent first,
+    /// in order and numbered as before, and the server, if it still has
+    /// the session, sends only what the record says was not received. A
+    /// server that lost it meanwhile is reported as restarted
+    /// ([`ResilientEvent::PeerRestarted`]). Otherwise a new session starts
+    /// and its record is saved ([`Outbox::save_session`]).
+    ///
     /// A dial, and the TLS handshake after it, that takes longer than the
     /// dead time fails like a lost connection.
     ///
@@ -105,13 +114,14 @@ impl ResilientConnector {
     /// # Errors
     ///
     /// [`LinkError::Config`] for an invalid server name, or when no
-    /// random session id can be drawn; must be called within a Tokio
-    /// runtime.
+    /// random session id can be drawn; [`LinkError::Io`] when the outbox
+    /// cannot save the new session's record; must be called within a
+    /// Tokio runtime.
     pub fn connect_with_outbox<D, F, IO>(
         &self,
         server_name: &str,
         dial: D,
-        outbox: impl Outbox + 'static,
+        mut outbox: impl Outbox + 'static,
     ) -> Result<ResilientLink, LinkError>
     where
         D: FnMut() -> F + Send + 'static,
@@ -119,8 +129,21 @@ impl ResilientConnector {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         crate::tls::server_name(server_name)?;
+        let id = match outbox.session() {
+            Some(record) => SessionId(record.id),
+            None => {
+                let id = SessionId::random()?;
+                outbox
+                    .save_session(SessionRecord {
+                        id: id.0,
+                        received: 0,
+                    })
+                    .map_err(LinkError::Io)?;
+                id
+            }
+        };
         let core = Session::client(
-            SessionId::random()?,
+            id,
             self.config.clone(),
             self.max_frame_len,
             Box::new(outbox) as Box<dyn Outbox>,

@@ -151,5 +151,7 @@ pub use link::{
     ResilientLink, ResilientStats,
 };
 pub use mode::{LinkMode, PLAIN_ALPN, RESILIENT_ALPN};
-pub use outbox::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox};
+pub use outbox::{
+    DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, MemoryOutbox, Outbox, SessionRecord,
+};
 pub use server::{Accepted, ResilientAcceptor};

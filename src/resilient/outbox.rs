@@ -13,24 +13,64 @@ pub const DEFAULT_OUTBOX_MESSAGES: usize = 4096;
 /// The default bound on the payload bytes a [`MemoryOutbox`] holds: 16 MiB.
 pub const DEFAULT_OUTBOX_BYTES: usize = 16 * 1024 * 1024;
 
+/// What a session keeps beside its messages so that it can outlive the
+/// process: its id and how far it has received
+/// ([`Outbox::session`], [`Outbox::save_session`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session's id: 128 random bits the client chose when it started
+    /// the session. It names the session to the server; it grants nothing
+    /// (sessions are bound to the peer's key and certificate).
+    pub id: [u8; 16],
+    /// The number of the next message this end expects from the peer:
+    /// it has every message numbered below, and acknowledged them.
+    pub received: u64,
+}
+
+impl fmt::Debug for SessionRecord {
+    // A prefix of the id names it in logs, as the link's own Debug does.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &hex::encode(&self.id[..4]))
+            .field("received", &self.received)
+            .finish()
+    }
+}
+
 /// Storage for the messages sent but not yet acknowledged by the peer, in
-/// sequence order.
+/// sequence order, and for what else the session needs to survive a
+/// restart of its process.
 ///
 /// The resilient session pushes every message here before sending it and
 /// releases it when the peer acknowledges it; after a reconnect it reads
 /// the unacknowledged ones back to send them again. The trait is small on
-/// purpose: an implementation that survives a crash of the sender (on
-/// disk) keeps the sequence numbers it is given, so that a restarted
-/// process resumes numbering where the last one stopped.
+/// purpose. An implementation that survives a crash of the sender (on
+/// disk) keeps, beside the messages:
+/// * the sequence numbers, and the next one even when it holds no message
+///   ([`next_seq`](Outbox::next_seq)), so that a restarted process goes on
+///   numbering where the last one stopped;
+/// * the [`SessionRecord`] ([`session`](Outbox::session),
+///   [`save_session`](Outbox::save_session)): a client given an outbox that
+///   holds one resumes that session instead of starting a new one, and
+///   tells the server how far it had received, so that nothing it
+///   acknowledged is sent again and nothing after it is lost.
+///
+/// [`MemoryOutbox`] keeps the messages and numbers in memory and no
+/// record: its session dies with the link.
 ///
 /// # Contract
 ///
-/// * Sequence numbers arrive in increasing order without gaps.
+/// * Sequence numbers arrive in increasing order without gaps, starting
+///   at [`next_seq`](Outbox::next_seq).
 /// * [`has_room`](Outbox::has_room) decides the bound: the session never
 ///   calls [`push`](Outbox::push) when it said no, so a full outbox holds
 ///   the producer back (the sink's `poll_ready` is pending) instead of
 ///   growing.
-/// * An error from `push` or `release` ends the link with
+/// * [`save_session`](Outbox::save_session) is called when a client's
+///   session starts, and before each frame whose acknowledgement covers
+///   more of the peer's messages than the last record did: what it keeps
+///   is never behind what the peer was told.
+/// * An error from `push`, `release` or `save_session` ends the link with
 ///   [`LinkError::Io`](crate::LinkError::Io).
 pub trait Outbox: Send {
     /// Whether a message of `len` bytes fits now.
@@ -52,6 +92,24 @@ pub trait Outbox: Send {
     /// Everything held, oldest first, leaving the outbox empty: what a
     /// sender that gives up hands back to its application.
     fn drain(&mut self) -> Vec<Bytes>;
+    /// The number the next message gets: one past the last ever pushed,
+    /// also when nothing is held any more. The default, one past the
+    /// newest held or 0, suits only an outbox that starts empty with each
+    /// session.
+    fn next_seq(&self) -> u64 {
+        self.first().map_or(0, |first| first + self.len() as u64)
+    }
+    /// The session this outbox was kept for, to resume it; `None` (the
+    /// default) starts a new session.
+    fn session(&self) -> Option<SessionRecord> {
+        None
+    }
+    /// Keeps `record` (see the contract above for when it is called). The
+    /// default forgets it.
+    fn save_session(&mut self, record: SessionRecord) -> io::Result<()> {
+        let _ = record;
+        Ok(())
+    }
 }
 
 impl<O: Outbox + ?Sized> Outbox for Box<O> {
@@ -76,6 +134,15 @@ impl<O: Outbox + ?Sized> Outbox for Box<O> {
     fn drain(&mut self) -> Vec<Bytes> {
         (**self).drain()
     }
+    fn next_seq(&self) -> u64 {
+        (**self).next_seq()
+    }
+    fn session(&self) -> Option<SessionRecord> {
+        (**self).session()
+    }
+    fn save_session(&mut self, record: SessionRecord) -> io::Result<()> {
+        (**self).save_session(record)
+    }
 }
 
 /// An [`Outbox`] in memory, bounded in messages and in payload bytes.
@@ -85,6 +152,8 @@ impl<O: Outbox + ?Sized> Outbox for Box<O> {
 /// sender.
 pub struct MemoryOutbox {
     messages: VecDeque<(u64, Bytes)>,
+    /// One past the last pushed.
+    next: u64,
     bytes: usize,
     max_messages: usize,
     max_bytes: usize,
@@ -96,6 +165,7 @@ impl MemoryOutbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         MemoryOutbox {
             messages: VecDeque::new(),
+            next: 0,
             bytes: 0,
             max_messages: max_messages.max(1),
             max_bytes,
@@ -132,6 +202,7 @@ impl Outbox for MemoryOutbox {
         }
         self.bytes += message.len();
         self.messages.push_back((seq, message));
+        self.next = seq.wrapping_add(1);
         Ok(())
     }
 
@@ -170,6 +241,10 @@ impl Outbox for MemoryOutbox {
             .into_iter()
             .map(|(_, message)| message)
             .collect()
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.next
     }
 }
 

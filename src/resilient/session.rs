@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::config::{ACK_EVERY, MAX_HEARTBEAT_STRIKES, ResilientConfig};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, SessionRecord};
 use super::wire::{HEADER_LEN, Hello, Message, SessionId, protocol};
 use crate::LinkError;
 
@@ -106,6 +106,8 @@ pub(crate) struct Session<O> {
     expected: u64,
     /// The acknowledgement last transmitted.
     told: u64,
+    /// The `received` of the outbox's last session record.
+    saved: u64,
     ack_due: Option<Instant>,
     // Liveness.
     peer: Option<Hello>,
@@ -128,7 +130,10 @@ pub(crate) struct Session<O> {
 }
 
 impl<O: Outbox> Session<O> {
-    /// A client's session named `id` (random, [`SessionId::random`]).
+    /// A client's session named `id` (random, [`SessionId::random`]). An
+    /// outbox whose [`session`](Outbox::session) record names `id` resumes
+    /// it: the session is known (a server that lost it is a restarted
+    /// peer), and receiving goes on from the record.
     ///
     /// [`SessionId::random`]: super::wire::SessionId::random
     pub(crate) fn client(
@@ -160,10 +165,12 @@ impl<O: Outbox> Session<O> {
         outbox: O,
         now: Instant,
     ) -> Self {
-        let next_seq = outbox
-            .first()
-            .map_or(0, |first| first + outbox.len() as u64);
+        let next_seq = outbox.next_seq();
         let first = outbox.first().unwrap_or(next_seq);
+        let received = outbox
+            .session()
+            .filter(|record| role == Role::Client && record.id == session.0)
+            .map(|record| record.received);
         Session {
             role,
             config,
@@ -171,14 +178,17 @@ impl<O: Outbox> Session<O> {
             outbox,
             state: State::Disconnected,
             session,
-            known: false,
+            known: received.is_some(),
             resumed_now: false,
             next_seq,
             cursor: first,
             peer_ack: first,
-            transmitted: first,
-            expected: 0,
-            told: 0,
+            // A resumed record's held messages may all have gone out from
+            // the process before: a peer that lost them may have had them.
+            transmitted: if received.is_some() { next_seq } else { first },
+            expected: received.unwrap_or(0),
+            told: received.unwrap_or(0),
+            saved: received.unwrap_or(0),
             ack_due: None,
             peer: None,
             last_sent: now,
@@ -553,6 +563,17 @@ impl<O: Outbox> Session<O> {
         let Some(message) = self.next_message(now)? else {
             return Ok(None);
         };
+        if self.expected > self.saved {
+            // Kept before the peer is told: a restarted process never
+            // acknowledges less than this one did.
+            self.outbox
+                .save_session(SessionRecord {
+                    id: self.session.0,
+                    received: self.expected,
+                })
+                .map_err(LinkError::Io)?;
+            self.saved = self.expected;
+        }
         self.told = self.expected;
         self.ack_due = None;
         self.last_sent = now;
