@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls};
 
-use crate::codec::{AuthMode, Role};
+use crate::codec::{AuthMode, Head, Role};
 use crate::deadline::{Heard, ReadDeadline};
 use crate::wakers::{ReadWakers, Reader};
 use crate::write_deadline::WriteDeadline;
@@ -441,14 +441,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
         ready.map_err(|err| self.write_failed(err))
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
-        if !matches!(self.closing, Closing::Open) {
-            return Err(LinkError::SinkClosed);
-        }
-        if let Some(lost) = self.connection_lost() {
-            return Err(lost);
-        }
-        Pin::new(&mut self.framed).start_send(item)
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
+        self.get_mut().start_send_parts(Head::EMPTY, item)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -471,6 +465,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureClient<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> SecureClient<IO> {
+    /// `start_send` of a message whose frame's payload is `head` then
+    /// `body` (the resilient mode's header and message, not joined).
+    pub(crate) fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
+        if !matches!(self.closing, Closing::Open) {
+            return Err(LinkError::SinkClosed);
+        }
+        if let Some(lost) = self.connection_lost() {
+            return Err(lost);
+        }
+        self.framed.start_send_parts(head, body)
+    }
+
     fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         loop {
             let (deadline, notified) = match &mut self.closing {

@@ -15,7 +15,7 @@ use tokio_util::codec::Framed;
 use zeroize::Zeroize;
 
 use crate::codec::{
-    AuthMode, DeferredTag, PAIR_MIN_LEN, Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN,
+    AuthMode, DeferredTag, Head, PAIR_MIN_LEN, Role, SESSION_EXPORTER_LABEL, SESSION_EXPORTER_LEN,
 };
 use crate::{HmacFrameCodec, LinkError};
 
@@ -124,8 +124,9 @@ pub(crate) fn framed<T: AsyncRead + AsyncWrite>(io: T, codec: HmacFrameCodec) ->
 /// frame; batched sends of messages from 1 KiB up get faster.
 pub(crate) struct FramedLink<T> {
     framed: Framed<T, HmacFrameCodec>,
-    /// A message accepted by `start_send` and not yet encoded.
-    held: Option<Bytes>,
+    /// A message accepted by `start_send` and not yet encoded, with the
+    /// head of its frame's payload (see [`start_send_parts`](Self::start_send_parts)).
+    held: Option<(Head, Bytes)>,
     /// The tag of the last frame in the write buffer, not computed yet
     /// (see [`DEFER_TAG_MIN`]); finished before anything else is written.
     /// Boxed: an idle connection does not carry the room for an HMAC state.
@@ -171,24 +172,46 @@ impl<T> FramedLink<T> {
         T: AsyncWrite + Unpin,
     {
         match self.held.take() {
-            Some(item) => self.encode_alone(item, defer && self.held_answers),
+            Some((head, item)) => self.encode_alone(head, item, defer && self.held_answers),
             None => Ok(()),
         }
     }
 
-    /// Encodes `item` as one frame, its tag deferred if `defer` and it is
-    /// at least [`DEFER_TAG_MIN`] long. Any deferred tag must be finished.
+    /// Encodes `head` and `item` as one frame, its tag deferred if `defer`
+    /// and it is at least [`DEFER_TAG_MIN`] long. Any deferred tag must be
+    /// finished.
     #[inline]
-    fn encode_alone(&mut self, item: Bytes, defer: bool) -> Result<(), LinkError>
-    where
-        T: AsyncWrite + Unpin,
-    {
+    fn encode_alone(&mut self, head: Head, item: Bytes, defer: bool) -> Result<(), LinkError> {
         if !defer || item.len() < DEFER_TAG_MIN {
-            return Pin::new(&mut self.framed).start_send(item);
+            return self.encode_with(|codec, buffer| codec.encode_parts(&head, &item, buffer));
         }
-        let deferred = self.encode_with(|codec, buffer| codec.encode_deferred(item, buffer))?;
+        let deferred =
+            self.encode_with(|codec, buffer| codec.encode_deferred(head, item, buffer))?;
         self.deferred = Some(Box::new(deferred));
         Ok(())
+    }
+
+    /// `start_send` of one frame whose payload is `head` then `body` (the
+    /// resilient mode's header and its message): the frame of the two
+    /// joined, paired and deferred as any message, with no copy joining
+    /// them. The caller has had `poll_ready`.
+    pub(crate) fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
+        let len = head.as_slice().len() + body.len();
+        // Refuse an oversized message now, in the call that gave it.
+        self.framed.codec().check_len(len)?;
+        self.finish_deferred();
+        let answers = std::mem::take(&mut self.answering);
+        match self.held.take() {
+            Some((first_head, first)) => self.encode_with(|codec, buffer| {
+                codec.encode_pair((&first_head, &first), (&head, &body), buffer)
+            }),
+            None if (PAIR_MIN_LEN..=PAIR_MAX_HOLD).contains(&len) => {
+                self.held = Some((head, body));
+                self.held_answers = answers;
+                Ok(())
+            }
+            None => self.encode_alone(head, body, answers),
+        }
     }
 
     /// Runs `encode` with the codec and the write buffer, which both live
@@ -222,22 +245,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for FramedLink<T> {
 
     #[inline]
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
-        let this = self.get_mut();
-        // Refuse an oversized message now, in the call that gave it.
-        this.framed.codec().check_len(item.len())?;
-        this.finish_deferred();
-        let answers = std::mem::take(&mut this.answering);
-        match this.held.take() {
-            Some(first) => {
-                this.encode_with(|codec, buffer| codec.encode_pair(&first, &item, buffer))
-            }
-            None if (PAIR_MIN_LEN..=PAIR_MAX_HOLD).contains(&item.len()) => {
-                this.held = Some(item);
-                this.held_answers = answers;
-                Ok(())
-            }
-            None => this.encode_alone(item, answers),
-        }
+        self.get_mut().start_send_parts(Head::EMPTY, item)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {

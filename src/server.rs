@@ -13,7 +13,7 @@ use rustls::server::danger::ClientCertVerifier;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 
-use crate::codec::{AuthMode, Role};
+use crate::codec::{AuthMode, Head, Role};
 use crate::deadline::{Heard, ReadDeadline};
 use crate::revocation::{Credentials, Pinned, Revoked};
 use crate::write_deadline::WriteDeadline;
@@ -559,6 +559,18 @@ impl<IO> SecureServer<IO> {
         Some(self.keys.get(index)?.id.clone())
     }
 
+    /// `start_send` of a message whose frame's payload is `head` then
+    /// `body` (the resilient mode's header and message, not joined).
+    pub(crate) fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
+        if self.closed {
+            return Err(LinkError::SinkClosed);
+        }
+        if let Some(lost) = &self.lost {
+            return Err(lost.duplicate());
+        }
+        self.link_mut().start_send_parts(head, body)
+    }
+
     /// Whether `acceptor`'s configuration still authorises this link, for a
     /// reload that removes a key or a client CA (see
     /// [`ReloadableAcceptor::changes`](crate::ReloadableAcceptor::changes)):
@@ -657,14 +669,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for SecureServer<IO> {
         ready.map_err(|err| self.write_failed(err))
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
-        if self.closed {
-            return Err(LinkError::SinkClosed);
-        }
-        if let Some(lost) = &self.lost {
-            return Err(lost.duplicate());
-        }
-        Pin::new(self.link_mut()).start_send(item)
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), LinkError> {
+        self.get_mut().start_send_parts(Head::EMPTY, item)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {

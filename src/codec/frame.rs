@@ -34,16 +34,20 @@ pub(super) fn declared_len(frame: &[u8]) -> Option<usize> {
     Some(u32::from_be_bytes(head) as usize)
 }
 
-/// Writes one frame: the length, `payload`, and its `tag`. With
-/// [`put_body`], the only place the layout is written.
-pub(super) fn put_frame(dst: &mut BytesMut, payload: &[u8], tag: &[u8]) {
-    put_body(dst, payload);
+/// Writes one frame: the length, the payload `head` then `body` (one
+/// payload in two pieces; `head` is empty but for a mode on top, the
+/// resilient one's header), and its `tag`. With [`put_body`], the only
+/// place the layout is written.
+pub(super) fn put_frame(dst: &mut BytesMut, head: &[u8], body: &[u8], tag: &[u8]) {
+    put_body(dst, head, body);
     dst.extend_from_slice(tag);
 }
 
-/// Writes the length and `payload` of a frame; its tag follows.
-pub(super) fn put_body(dst: &mut BytesMut, payload: &[u8]) {
+/// Writes the length and the payload (`head` then `body`) of a frame; its
+/// tag follows.
+pub(super) fn put_body(dst: &mut BytesMut, head: &[u8], body: &[u8]) {
     // Callers checked the length against max_frame_len <= u32::MAX.
-    dst.put_u32(payload.len() as u32);
-    dst.extend_from_slice(payload);
+    dst.put_u32((head.len() + body.len()) as u32);
+    dst.extend_from_slice(head);
+    dst.extend_from_slice(body);
 }

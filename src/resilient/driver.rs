@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::link::{ResilientEvent, Shared, lock};
 use super::session::Event;
+use crate::codec::Head;
 use crate::{LinkError, SecureClient, SecureServer};
 
 /// A connection the driver can carry a session over: a secure link of
@@ -23,17 +24,25 @@ pub(crate) trait Connection:
 {
     /// When a read last brought bytes in.
     fn last_heard(&self) -> Option<Instant>;
+    /// `start_send` of one frame whose payload is `head` then `body`.
+    fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError>;
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureClient<IO> {
     fn last_heard(&self) -> Option<Instant> {
         SecureClient::last_heard(self)
     }
+    fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
+        SecureClient::start_send_parts(self, head, body)
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureServer<IO> {
     fn last_heard(&self) -> Option<Instant> {
         SecureServer::last_heard(self)
+    }
+    fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
+        SecureServer::start_send_parts(self, head, body)
     }
 }
 
@@ -106,8 +115,8 @@ impl Future for Drive<'_> {
             let mut blocked = false;
             loop {
                 match this.connection.poll_ready_unpin(cx) {
-                    Poll::Ready(Ok(())) => match shared.core.poll_transmit(now.into_std())? {
-                        Some(payload) => this.connection.start_send_unpin(payload)?,
+                    Poll::Ready(Ok(())) => match shared.core.poll_transmit_parts(now.into_std())? {
+                        Some((head, body)) => this.connection.start_send_parts(head, body)?,
                         None => break,
                     },
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),

@@ -16,6 +16,7 @@ use super::config::{ACK_EVERY, MAX_HEARTBEAT_STRIKES, ResilientConfig};
 use super::outbox::{Outbox, SessionRecord};
 use super::wire::{HEADER_LEN, Hello, Message, SessionId, protocol};
 use crate::LinkError;
+use crate::codec::Head;
 
 /// The most idle frames a stall forgives ([`Session::unstalled`]): what
 /// the unread queue holds in messages.
@@ -556,10 +557,27 @@ impl<O: Outbox> Session<O> {
         self.peer.map_or(own, |peer| own.min(peer.dead_time / 3))
     }
 
-    /// The next payload to send, if any; `None` until something changes.
-    ///
-    /// An error is an outbox that lost a message it had to keep.
+    /// The next payload to send, joined (see
+    /// [`poll_transmit_parts`](Session::poll_transmit_parts)).
+    #[cfg(test)]
     pub(crate) fn poll_transmit(&mut self, now: Instant) -> Result<Option<Bytes>, LinkError> {
+        Ok(self.poll_transmit_parts(now)?.map(|(head, body)| {
+            let mut payload = bytes::BytesMut::from(head.as_slice());
+            payload.extend_from_slice(&body);
+            payload.freeze()
+        }))
+    }
+
+    /// The next payload to send, if any, as the header and the body of
+    /// the frame's payload (the link joins them in the frame, not before);
+    /// `None` until something changes.
+    ///
+    /// An error is an outbox that lost a message it had to keep, or one
+    /// that could not save the session record.
+    pub(crate) fn poll_transmit_parts(
+        &mut self,
+        now: Instant,
+    ) -> Result<Option<(Head, Bytes)>, LinkError> {
         let Some(message) = self.next_message(now)? else {
             return Ok(None);
         };
@@ -577,7 +595,8 @@ impl<O: Outbox> Session<O> {
         self.told = self.expected;
         self.ack_due = None;
         self.last_sent = now;
-        Ok(Some(message.encode()))
+        let (header, body) = message.encode_parts();
+        Ok(Some((Head::from_array(header), body)))
     }
 
     fn next_message(&mut self, now: Instant) -> Result<Option<Message>, LinkError> {

@@ -115,45 +115,56 @@ impl Message {
         }
     }
 
-    /// The payload of the frame that carries this message.
+    /// The payload of the frame that carries this message, joined (for
+    /// frames sent through a link's `Sink<Bytes>`, and tests).
     pub(crate) fn encode(&self) -> Bytes {
-        let (kind, flags, seq, body_len) = match self {
-            Message::Data {
-                seq, ack_now, body, ..
-            } => (
-                Kind::Data,
-                if *ack_now { FLAG_ACK_NOW } else { 0 },
-                *seq,
-                body.len(),
-            ),
-            Message::Ack { .. } => (Kind::Ack, 0, 0, 0),
-            Message::Heartbeat { nonce, .. } => (Kind::Heartbeat, 0, *nonce, 0),
-            Message::Answer { nonce, .. } => (Kind::Answer, 0, *nonce, 0),
+        let (header, body) = self.clone().encode_parts();
+        let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
+        out.put_slice(&header);
+        out.put_slice(&body);
+        out.freeze()
+    }
+
+    /// The payload of the frame that carries this message, as its header
+    /// and its body: the link writes and hashes the two in turn, so a data
+    /// message's body goes from the outbox into the frame with no copy in
+    /// between.
+    pub(crate) fn encode_parts(self) -> ([u8; HEADER_LEN], Bytes) {
+        let (kind, flags, seq) = match &self {
+            Message::Data { seq, ack_now, .. } => {
+                (Kind::Data, if *ack_now { FLAG_ACK_NOW } else { 0 }, *seq)
+            }
+            Message::Ack { .. } => (Kind::Ack, 0, 0),
+            Message::Heartbeat { nonce, .. } => (Kind::Heartbeat, 0, *nonce),
+            Message::Answer { nonce, .. } => (Kind::Answer, 0, *nonce),
             Message::Hello { first, hello, .. } => (
                 Kind::Hello,
                 if hello.resumed { FLAG_RESUMED } else { 0 },
                 *first,
-                HELLO_LEN,
             ),
-            Message::End { reason, .. } => (Kind::End, 0, 0, end_reason(reason).len()),
+            Message::End { .. } => (Kind::End, 0, 0),
         };
-        let mut out = BytesMut::with_capacity(HEADER_LEN + body_len);
-        out.put_u8(VERSION);
-        out.put_u8(kind as u8);
-        out.put_u8(flags);
-        out.put_u64(seq);
-        out.put_u64(self.ack());
-        match self {
-            Message::Data { body, .. } => out.put_slice(body),
+        let mut header = [0u8; HEADER_LEN];
+        header[0] = VERSION;
+        header[1] = kind as u8;
+        header[2] = flags;
+        header[3..11].copy_from_slice(&seq.to_be_bytes());
+        header[11..].copy_from_slice(&self.ack().to_be_bytes());
+        let body = match self {
+            Message::Data { body, .. } => body,
             Message::Hello { hello, .. } => {
+                let mut out = BytesMut::with_capacity(HELLO_LEN);
                 out.put_slice(&hello.session.0);
                 out.put_u32(millis(hello.heartbeat_interval));
                 out.put_u32(millis(hello.dead_time));
+                out.freeze()
             }
-            Message::End { reason, .. } => out.put_slice(end_reason(reason).as_bytes()),
-            _ => {}
-        }
-        out.freeze()
+            Message::End { reason, .. } => Bytes::copy_from_slice(end_reason(&reason).as_bytes()),
+            Message::Ack { .. } | Message::Heartbeat { .. } | Message::Answer { .. } => {
+                Bytes::new()
+            }
+        };
+        (header, body)
     }
 
     /// Reads a frame's payload. Every malformed payload is
