@@ -159,7 +159,10 @@ impl<L: Read + Write> SecureClient<L> {
             .write_all(&self.write_buf)
             .and_then(|()| self.tls.flush());
         sent.map_err(|err| {
-            let err = LinkError::from(err);
+            // A resilient-only server refuses the plain mode's ALPN id in
+            // the handshake: said as the mode, as the async client says it.
+            let offered = [crate::resilient::PLAIN_ALPN.to_vec()];
+            let err = tls::mode_mismatch(LinkError::from(err), &offered);
             self.failed = Some(err.duplicate());
             err
         })
@@ -232,7 +235,8 @@ impl From<&LinkError> for SecureServerError {
             | LinkError::Protocol(_)
             | LinkError::PeerDead(_)
             | LinkError::TooManyHeartbeats
-            | LinkError::GaveUp { .. } => SecureServerError::Io,
+            | LinkError::GaveUp { .. }
+            | LinkError::Outbox(_) => SecureServerError::Io,
         }
     }
 }

@@ -141,6 +141,13 @@ pub enum LinkError {
         peer: crate::resilient::LinkMode,
     },
 
+    /// The resilient mode's [`Outbox`](crate::resilient::Outbox) failed to
+    /// keep a message, release acknowledged ones or save the session
+    /// record (a full disk, say). The session ends: going on could lose or
+    /// repeat messages. Retrying cannot heal it.
+    #[error("the outbox failed: {0}")]
+    Outbox(#[source] io::Error),
+
     /// A resilient client had no connection for its give-up limit
     /// ([`ResilientConfig::with_give_up_after`](crate::resilient::ResilientConfig::with_give_up_after)):
     /// it stopped reconnecting, and `unacked` messages were never
@@ -216,6 +223,9 @@ impl LinkError {
             LinkError::WriteTimeout(limit) => LinkError::WriteTimeout(*limit),
             LinkError::SinkClosed => LinkError::SinkClosed,
             LinkError::Io(err) => LinkError::Io(io::Error::new(err.kind(), err.to_string())),
+            LinkError::Outbox(err) => {
+                LinkError::Outbox(io::Error::new(err.kind(), err.to_string()))
+            }
             LinkError::Protocol(reason) => LinkError::Protocol(reason.clone()),
             LinkError::PeerDead(limit) => LinkError::PeerDead(*limit),
             LinkError::TooManyHeartbeats => LinkError::TooManyHeartbeats,
@@ -286,6 +296,7 @@ impl From<LinkError> for io::Error {
             LinkError::Protocol(_) | LinkError::TooManyHeartbeats => io::ErrorKind::InvalidData,
             LinkError::ModeMismatch { .. } => io::ErrorKind::Unsupported,
             LinkError::PeerDead(_) | LinkError::GaveUp { .. } => io::ErrorKind::TimedOut,
+            LinkError::Outbox(ref inner) => inner.kind(),
         };
         io::Error::new(kind, err)
     }

@@ -182,7 +182,7 @@ impl<T> FramedLink<T> {
     /// finished.
     #[inline]
     fn encode_alone(&mut self, head: Head, item: Bytes, defer: bool) -> Result<(), LinkError> {
-        if !defer || item.len() < DEFER_TAG_MIN {
+        if !defer || head.as_slice().len() + item.len() < DEFER_TAG_MIN {
             return self.encode_with(|codec, buffer| codec.encode_parts(&head, &item, buffer));
         }
         let deferred =

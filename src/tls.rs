@@ -80,7 +80,11 @@ pub fn client_config(root_cert_pem: &str) -> Result<Arc<ClientConfig>, LinkError
 
 /// A handshake error that says the peer speaks the other mode: the
 /// `no_application_protocol` alert (received by a client, sent by a
-/// server) after this end offered the ids of one mode of this crate.
+/// server) after this end offered the id of one mode of this crate and
+/// not the other's. A server that serves both modes never maps it (a
+/// client that offered neither speaks another protocol). A client cannot
+/// tell a server of the other mode from a server of another protocol
+/// that has ALPN ids of its own: it names the other mode.
 pub(crate) fn mode_mismatch(err: LinkError, alpn: &[Vec<u8>]) -> LinkError {
     use crate::resilient::LinkMode;
     let refused = matches!(

@@ -388,6 +388,28 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     ));
     assert!(only.plain.try_recv().is_err());
 
+    // The blocking client (the lab's interface) offers the plain id too.
+    let (addr, ca) = (only.addr, pki.ca_pem.clone());
+    let err = tokio::task::spawn_blocking(move || {
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        let name = secure_link::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client =
+            secure_link::blocking::SecureClient::try_new(tcp, common::KEY, &ca, name).unwrap();
+        client.try_send_msg(b"refused").unwrap_err()
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            err,
+            LinkError::ModeMismatch {
+                local: LinkMode::Plain,
+                peer: LinkMode::Resilient
+            }
+        ),
+        "{err:?}"
+    );
+
     // Resilient both ways, with tags bound to each TLS connection: the
     // sequence numbers span a cut.
     let session_bound = |c: SecureConnector| c.with_auth_mode(AuthMode::SessionBound);
@@ -812,9 +834,16 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
 /// An outbox whose state outlives the link that used it: what an outbox on
 /// disk gives a client process that restarts.
 #[derive(Clone, Default)]
-struct Durable(std::sync::Arc<std::sync::Mutex<(MemoryOutbox, Option<SessionRecord>)>>);
+struct Durable(
+    std::sync::Arc<std::sync::Mutex<(MemoryOutbox, Option<SessionRecord>)>>,
+    /// Every save fails from now on (a full disk).
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl Durable {
+    fn fail_saves(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     fn record(&self) -> Option<SessionRecord> {
         self.0.lock().unwrap().1
     }
@@ -852,6 +881,9 @@ impl Outbox for Durable {
         self.record()
     }
     fn save_session(&mut self, record: SessionRecord) -> std::io::Result<()> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("no space left"));
+        }
         self.0.lock().unwrap().1 = Some(record);
         Ok(())
     }
@@ -954,6 +986,103 @@ async fn a_client_restarted_with_a_durable_outbox_resumes_its_session_exactly_on
         server.sessions.try_recv().is_err(),
         "one session throughout"
     );
+}
+
+/// An outbox that cannot save the record ends the session before the
+/// acknowledgement it would cover goes out, with `LinkError::Outbox`,
+/// which a client does not retry.
+#[tokio::test]
+async fn an_outbox_that_cannot_save_ends_the_session_and_is_not_retried() {
+    let (connector, acceptor) = endpoints();
+    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let store = Durable::default();
+    let mut link = resilient
+        .connect_with_outbox("localhost", dial(proxy.addr), store.clone())
+        .unwrap();
+    within(link.send(Bytes::from("one"))).await.unwrap();
+    let mut session = server.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["one"]);
+
+    store.fail_saves();
+    session.feed(Bytes::from("reply")).await.unwrap();
+    assert_eq!(receive(&mut link, 1).await, ["reply"]);
+    let err = first_error(&mut link).await;
+    assert!(
+        matches!(&err, LinkError::Outbox(io) if io.to_string() == "no space left"),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(matches!(
+        link.send(Bytes::new()).await,
+        Err(LinkError::Outbox(_))
+    ));
+    assert_eq!(store.record().map(|r| r.received), Some(0), "never ahead");
+    assert_eq!(proxy.connections(), 1, "never retried");
+}
+
+/// The record follows a server that lost the session: it counts the new
+/// incarnation's messages from 0 (not the old count, which would make a
+/// restarted client acknowledge what it never got), and a client restarted
+/// after that resumes with the new server.
+#[tokio::test]
+async fn after_a_server_restart_the_record_counts_the_new_servers_messages() {
+    let (connector, acceptor) = endpoints();
+    let mut first = serve(ResilientAcceptor::new(acceptor.clone(), config()).unwrap()).await;
+    let proxy = FaultProxy::start(first.addr).await;
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let store = Durable::default();
+    let start = |store: &Durable| {
+        resilient
+            .connect_with_outbox("localhost", dial(proxy.addr), store.clone())
+            .unwrap()
+    };
+    let replies = |tag: &str, n: usize| -> Vec<Bytes> {
+        (0..n).map(|i| Bytes::from(format!("{tag} {i}"))).collect()
+    };
+    let mut link = start(&store);
+    within(link.send(Bytes::from("hello"))).await.unwrap();
+    let mut session = first.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["hello"]);
+    let old = replies("old", 5);
+    let mut stream = futures::stream::iter(old.clone().into_iter().map(Ok));
+    within(session.send_all(&mut stream)).await.unwrap();
+    assert_eq!(receive(&mut link, 5).await, old);
+    assert_eq!(store.record().map(|r| r.received), Some(5));
+
+    // The server process goes away with its sessions; a new one comes up.
+    proxy.black_hole(true);
+    drop(session);
+    drop(first);
+    let mut second = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    proxy.set_upstream(second.addr);
+    proxy.cut_now(How::Rst);
+    proxy.heal();
+    within(link.send(Bytes::from("to the new server")))
+        .await
+        .unwrap();
+    let mut session = second.sessions.recv().await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["to the new server"]);
+    assert_eq!(
+        store.record().map(|r| r.received),
+        Some(0),
+        "nothing received from the new server yet"
+    );
+    let new = replies("new", 3);
+    let mut stream = futures::stream::iter(new[..2].iter().cloned().map(Ok));
+    within(session.send_all(&mut stream)).await.unwrap();
+    assert_eq!(receive(&mut link, 2).await, new[..2]);
+    assert_eq!(store.record().map(|r| r.received), Some(2));
+
+    // The client process restarts: it resumes with the new server.
+    drop(link);
+    let mut link = start(&store);
+    within(session.send(new[2].clone())).await.unwrap();
+    assert_eq!(receive(&mut link, 1).await, new[2..]);
+    within(link.send(Bytes::from("resumed"))).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["resumed"]);
+    assert!(second.sessions.try_recv().is_err(), "the same session");
 }
 
 /// `ResilientLink::revoked_by`: a server's session checked against a

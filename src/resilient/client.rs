@@ -114,7 +114,7 @@ impl ResilientConnector {
     /// # Errors
     ///
     /// [`LinkError::Config`] for an invalid server name, or when no
-    /// random session id can be drawn; [`LinkError::Io`] when the outbox
+    /// random session id can be drawn; [`LinkError::Outbox`] when the outbox
     /// cannot save the new session's record; must be called within a
     /// Tokio runtime.
     pub fn connect_with_outbox<D, F, IO>(
@@ -134,11 +134,8 @@ impl ResilientConnector {
             None => {
                 let id = SessionId::random()?;
                 outbox
-                    .save_session(SessionRecord {
-                        id: id.0,
-                        received: 0,
-                    })
-                    .map_err(LinkError::Io)?;
+                    .save_session(SessionRecord::new(id.0, 0))
+                    .map_err(LinkError::Outbox)?;
                 id
             }
         };

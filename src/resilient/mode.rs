@@ -39,16 +39,15 @@ impl LinkMode {
         }
     }
 
-    /// The mode an end asks for, from the ALPN ids it offers: resilient
-    /// when the resilient id is among them, plain when only the plain one
-    /// is; `None` for ids of other protocols alone.
+    /// The one mode an end asks for, from the ALPN ids it offers; `None`
+    /// for both (a server that serves either) or for ids of other
+    /// protocols alone.
     pub(crate) fn offered(alpn: &[Vec<u8>]) -> Option<LinkMode> {
-        if alpn.iter().any(|id| id == RESILIENT_ALPN) {
-            Some(LinkMode::Resilient)
-        } else if alpn.iter().any(|id| id == PLAIN_ALPN) {
-            Some(LinkMode::Plain)
-        } else {
-            None
+        let has = |wanted: &[u8]| alpn.iter().any(|id| id == wanted);
+        match (has(PLAIN_ALPN), has(RESILIENT_ALPN)) {
+            (true, false) => Some(LinkMode::Plain),
+            (false, true) => Some(LinkMode::Resilient),
+            _ => None,
         }
     }
 

@@ -16,15 +16,29 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 16 * 1024 * 1024;
 /// What a session keeps beside its messages so that it can outlive the
 /// process: its id and how far it has received
 /// ([`Outbox::session`], [`Outbox::save_session`]).
+///
+/// Keep it as carefully as the HMAC key: a session is bound to the key
+/// (and the client certificate, with mutual TLS), so the id lets nobody
+/// without them in, but clients that share a key are one principal to the
+/// server, and among them the id is what tells sessions apart.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionRecord {
     /// The session's id: 128 random bits the client chose when it started
-    /// the session. It names the session to the server; it grants nothing
-    /// (sessions are bound to the peer's key and certificate).
+    /// the session. It names the session to the server.
     pub id: [u8; 16],
     /// The number of the next message this end expects from the peer:
     /// it has every message numbered below, and acknowledged them.
     pub received: u64,
+}
+
+impl SessionRecord {
+    /// The record of session `id`, received up to (not including)
+    /// message `received`: what an outbox read back from its storage
+    /// returns from [`Outbox::session`].
+    pub fn new(id: [u8; 16], received: u64) -> Self {
+        SessionRecord { id, received }
+    }
 }
 
 impl fmt::Debug for SessionRecord {
@@ -70,8 +84,16 @@ impl fmt::Debug for SessionRecord {
 ///   session starts, and before each frame whose acknowledgement covers
 ///   more of the peer's messages than the last record did: what it keeps
 ///   is never behind what the peer was told.
-/// * An error from `push`, `release` or `save_session` ends the link with
-///   [`LinkError::Io`](crate::LinkError::Io).
+/// * An error from `push`, `release` or `save_session` ends the session
+///   with [`LinkError::Outbox`](crate::LinkError::Outbox), which a client
+///   does not retry.
+/// * Every method is called with the session's state locked, on a Tokio
+///   worker thread: it must be quick (an outbox on disk that syncs on
+///   every call holds the link to the disk's pace, and blocks that
+///   thread meanwhile).
+/// * The record's `received` counts the messages in this end's stream,
+///   taken by the application or not: a process that dies loses those it
+///   had not taken, as it would without a record (see the module docs).
 pub trait Outbox: Send {
     /// Whether a message of `len` bytes fits now.
     fn has_room(&self, len: usize) -> bool;

@@ -26,7 +26,8 @@ use crate::{LinkError, SecureAcceptor, SecureServer};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Accepted<IO> {
-    /// A client of the plain mode (it offered no ALPN): an ordinary
+    /// A client of the plain mode (it offered the plain mode's ALPN id,
+    /// or none, as the lab's clients): an ordinary
     /// [`SecureServer`], served as without the resilient mode.
     Plain(Box<SecureServer<IO>>),
     /// A new session: its link yields the client's messages and takes
@@ -45,8 +46,9 @@ struct Owner {
     certificate: Option<String>,
 }
 
-/// A connection for a session's task, with the hello that asked for it.
-type Attach = (Box<dyn Connection>, Bytes);
+/// A connection for a session's task, with the hello that asked for it
+/// and what authorised it.
+type Attach = (Box<dyn Connection>, Bytes, Credentials);
 
 struct Entry {
     owner: Owner,
@@ -63,7 +65,8 @@ type Table = Arc<Mutex<HashMap<SessionId, Entry>>>;
 /// Built on a [`SecureAcceptor`] (certificates, keys, client CA, auth
 /// mode, timeouts), which from now on also offers the resilient ALPN id.
 /// Per connection: the TLS handshake, then
-/// * a client that offers no ALPN is served in the plain mode
+/// * a client that offers the plain mode's ALPN id
+///   ([`PLAIN_ALPN`](super::PLAIN_ALPN)) or none is served in the plain mode
 ///   ([`Accepted::Plain`]), unless [`resilient_only`](Self::resilient_only)
 ///   ([`LinkError::ModeMismatch`]);
 /// * a resilient client's hello must come within the dead time; it
@@ -229,15 +232,11 @@ impl ResilientAcceptor {
                     LinkError::Protocol("the session belongs to another peer".into()),
                 ));
             }
-            return match entry.attach.try_send((server, hello)) {
-                Ok(()) => {
-                    // A renewed client certificate of the same identity.
-                    lock(&entry.shared).credentials = Some(credentials);
-                    Ok(Accepted::Resumed)
-                }
+            return match entry.attach.try_send((server, hello, credentials)) {
+                Ok(()) => Ok(Accepted::Resumed),
                 // The task is between two connections' hand-overs or gone.
-                Err(mpsc::error::TrySendError::Full((_, _)))
-                | Err(mpsc::error::TrySendError::Closed((_, _))) => {
+                Err(mpsc::error::TrySendError::Full(_))
+                | Err(mpsc::error::TrySendError::Closed(_)) => {
                     // The connection is dropped (cut): the client retries.
                     Ok(Accepted::Resumed)
                 }
@@ -258,13 +257,12 @@ impl ResilientAcceptor {
             now.into_std(),
         );
         let shared = Shared::new(core);
-        lock(&shared).credentials = Some(credentials);
         let (attach, connections) = mpsc::channel(1);
         let detached_since = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(
             shared.clone(),
             connections,
-            (server as Box<dyn Connection>, hello),
+            (server as Box<dyn Connection>, hello, credentials),
             self.config.clone(),
             detached_since.clone(),
             Remove {
@@ -355,7 +353,7 @@ async fn run(
 ) {
     let mut next = Some(first);
     loop {
-        let (mut connection, hello) = match next.take() {
+        let (mut connection, hello, credentials) = match next.take() {
             Some(attach) => attach,
             None => {
                 let since = Instant::now();
@@ -389,6 +387,9 @@ async fn run(
         let now = Instant::now().into_std();
         let outcome = {
             let mut guard = lock(&shared);
+            // Before the connection carries anything: a renewed client
+            // certificate of the same identity is what a reload checks.
+            guard.credentials = Some(credentials);
             guard.core.connected(now);
             guard.core.handle(now, hello)
         };

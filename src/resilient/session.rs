@@ -107,8 +107,10 @@ pub(crate) struct Session<O> {
     expected: u64,
     /// The acknowledgement last transmitted.
     told: u64,
-    /// The `received` of the outbox's last session record.
-    saved: u64,
+    /// The `received` of the outbox's last session record, if any. The
+    /// record follows `expected` both ways: a peer that lost the session
+    /// numbers its messages from 0 again.
+    saved: Option<u64>,
     ack_due: Option<Instant>,
     // Liveness.
     peer: Option<Hello>,
@@ -189,7 +191,7 @@ impl<O: Outbox> Session<O> {
             transmitted: if received.is_some() { next_seq } else { first },
             expected: received.unwrap_or(0),
             told: received.unwrap_or(0),
-            saved: received.unwrap_or(0),
+            saved: received,
             ack_due: None,
             peer: None,
             last_sent: now,
@@ -232,7 +234,7 @@ impl<O: Outbox> Session<O> {
             });
         }
         let seq = self.next_seq;
-        self.outbox.push(seq, message).map_err(LinkError::Io)?;
+        self.outbox.push(seq, message).map_err(LinkError::Outbox)?;
         self.next_seq += 1;
         Ok(seq)
     }
@@ -483,7 +485,7 @@ impl<O: Outbox> Session<O> {
 
     fn release(&mut self, ack: u64) -> Result<(), LinkError> {
         if ack > self.peer_ack {
-            self.outbox.release(ack).map_err(LinkError::Io)?;
+            self.outbox.release(ack).map_err(LinkError::Outbox)?;
             self.peer_ack = ack;
         }
         Ok(())
@@ -578,20 +580,18 @@ impl<O: Outbox> Session<O> {
         &mut self,
         now: Instant,
     ) -> Result<Option<(Head, Bytes)>, LinkError> {
+        if self.saved != Some(self.expected) && self.state == State::Established {
+            // Kept before the peer is told, and before anything changes: a
+            // restarted process never acknowledges less than this one did,
+            // and a failed save leaves nothing half sent.
+            self.outbox
+                .save_session(SessionRecord::new(self.session.0, self.expected))
+                .map_err(LinkError::Outbox)?;
+            self.saved = Some(self.expected);
+        }
         let Some(message) = self.next_message(now)? else {
             return Ok(None);
         };
-        if self.expected > self.saved {
-            // Kept before the peer is told: a restarted process never
-            // acknowledges less than this one did.
-            self.outbox
-                .save_session(SessionRecord {
-                    id: self.session.0,
-                    received: self.expected,
-                })
-                .map_err(LinkError::Io)?;
-            self.saved = self.expected;
-        }
         self.told = self.expected;
         self.ack_due = None;
         self.last_sent = now;
@@ -628,7 +628,7 @@ impl<O: Outbox> Session<O> {
             // The outbox holds everything from peer_ack on, and
             // cursor >= peer_ack; a lost entry is a broken outbox.
             let Some(body) = self.outbox.get(seq) else {
-                return Err(LinkError::Io(std::io::Error::other(format!(
+                return Err(LinkError::Outbox(std::io::Error::other(format!(
                     "the outbox lost message {seq}"
                 ))));
             };

@@ -69,14 +69,25 @@ pub(super) async fn run(args: Args, connector: SecureConnector) -> Result<(), Er
 
     let format = args.format;
     let (mut sink, mut replies) = link.split();
+    // Ends with the session's stream: its error, or `Ok` when the server
+    // ended the session. A stdout that fails (a closed pipe) is said once;
+    // the replies are still taken, so the session goes on.
     let mut printer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = Some(tokio::io::stdout());
         let mut line = Vec::new();
         while let Some(item) = replies.next().await {
+            let Some(out) = &mut stdout else { continue };
             line.clear();
             format.write_line(&item?, &mut line);
-            stdout.write_all(&line).await?;
-            stdout.flush().await?;
+            if let Err(err) = async {
+                out.write_all(&line).await?;
+                out.flush().await
+            }
+            .await
+            {
+                warn!("cannot write replies to stdout ({err}); they are no longer printed");
+                stdout = None;
+            }
         }
         Ok::<(), LinkError>(())
     });

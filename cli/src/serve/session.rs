@@ -27,7 +27,9 @@ pub(crate) async fn serve(
 ) -> Closed {
     let session = link.session_id();
     let short = &session[..8];
-    info!(%peer, event = "session_opened", %session, "resilient session {short} opened");
+    // A prefix names it: among clients that share a key, the whole id is
+    // what tells their sessions apart.
+    info!(%peer, event = "session_opened", session = short, "resilient session {short} opened");
     let mut counters = metrics::Session::opened();
     let traffic = metrics::Traffic::new();
     let mut count = 0u64;
@@ -52,6 +54,13 @@ pub(crate) async fn serve(
                     continue;
                 };
                 log_event(&event, short, &counters);
+                // A resumed connection was accepted under the configuration
+                // of its moment: checked against the one in place now.
+                if matches!(event, ResilientEvent::Connected { .. })
+                    && let Some(revoked) = link.revoked_by(&changes.current())
+                {
+                    return revoke(revoked, short, count);
+                }
                 let stats = link.stats();
                 counters.update(stats.resent, stats.duplicates);
                 continue;
@@ -84,7 +93,7 @@ pub(crate) async fn serve(
     let _ = link.close().await;
     info!(
         event = "session_closed",
-        %session,
+        session = short,
         messages = count,
         "resilient session {short} closed by the client after {count} messages"
     );
