@@ -28,6 +28,15 @@ pub const MAX_UNREAD_MESSAGES: usize = 1024;
 /// it does (this end's silence is not the peer's).
 pub const MAX_UNREAD_BYTES: usize = 16 * 1024 * 1024;
 
+/// The sink wakes the driver for queued messages once this many wait (or
+/// [`WAKE_AFTER_BYTES`]), and on every flush or close: a producer that
+/// feeds a batch has it sent in a few passes of the driver, not one pass
+/// and one cross-thread wake per message.
+const WAKE_AFTER_MESSAGES: usize = 32;
+
+/// See [`WAKE_AFTER_MESSAGES`]: 64 KiB.
+const WAKE_AFTER_BYTES: usize = 64 * 1024;
+
 /// Events kept for [`ResilientLink::take_events`]; older ones are dropped
 /// first (and counted in [`ResilientStats::events_dropped`]).
 pub const MAX_EVENTS: usize = 64;
@@ -110,6 +119,9 @@ pub(crate) struct Shared {
     /// sessions only), for [`ResilientLink::revoked_by`].
     pub(crate) credentials: Option<Credentials>,
     pub(crate) driver: Option<Waker>,
+    /// Messages and bytes queued by the sink since the driver was last
+    /// woken for them (see [`WAKE_AFTER_MESSAGES`]).
+    unwoken: (usize, usize),
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
     pub(crate) watcher: Option<Waker>,
@@ -129,6 +141,7 @@ impl Shared {
             handed_back: Vec::new(),
             credentials: None,
             driver: None,
+            unwoken: (0, 0),
             reader: None,
             writer: None,
             watcher: None,
@@ -190,6 +203,7 @@ impl Shared {
     }
 
     fn wake_driver(&mut self) {
+        self.unwoken = (0, 0);
         if let Some(waker) = self.driver.take() {
             waker.wake();
         }
@@ -217,6 +231,10 @@ pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 /// * `poll_ready` is pending while the outbox is full (in messages or
 ///   bytes): a producer slows down during a partition instead of growing
 ///   memory.
+/// * Messages given to `start_send` (`feed`) go out once 32 of them or
+///   64 KiB wait, when the outbox is full, or on the next flush or close,
+///   as a [`Framed`](tokio_util::codec::Framed) sink sends what it
+///   buffered: `send` (which flushes) sends at once.
 /// * `poll_flush` completes when the peer acknowledged everything fed so
 ///   far, so `send(m).await` means "in the peer's stream". It waits across
 ///   reconnects, as long as it takes: bound it with
@@ -406,6 +424,10 @@ impl Sink<Bytes> for ResilientLink {
         if shared.core.has_room(0) {
             return Poll::Ready(Ok(()));
         }
+        // Full: whatever waits must go out for room to come back.
+        if shared.unwoken.0 > 0 {
+            shared.wake_driver();
+        }
         shared.writer = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -415,8 +437,14 @@ impl Sink<Bytes> for ResilientLink {
         if let Some(err) = Self::sink_error(&shared) {
             return Err(err);
         }
+        let len = message.len();
         shared.core.send(message)?;
-        shared.wake_driver();
+        let (messages, bytes) = &mut shared.unwoken;
+        *messages += 1;
+        *bytes += len;
+        if *messages >= WAKE_AFTER_MESSAGES || *bytes >= WAKE_AFTER_BYTES {
+            shared.wake_driver();
+        }
         Ok(())
     }
 
@@ -431,9 +459,12 @@ impl Sink<Bytes> for ResilientLink {
         if shared.finished {
             return Poll::Ready(Err(LinkError::SinkClosed));
         }
-        // The driver sends on its own (`start_send` woke it) and wakes
-        // this task whenever it ran: waking it back here would keep both
-        // busy until the acknowledgement came.
+        // Woken once for what was queued since it last was: the driver
+        // wakes this task whenever it ran, and waking it back every time
+        // would keep both busy until the acknowledgement came.
+        if shared.unwoken.0 > 0 {
+            shared.wake_driver();
+        }
         shared.writer = Some(cx.waker().clone());
         Poll::Pending
     }
