@@ -141,10 +141,12 @@ pub enum LinkError {
         peer: crate::resilient::LinkMode,
     },
 
-    /// The resilient mode's [`Outbox`](crate::resilient::Outbox) failed to
-    /// keep a message, release acknowledged ones or save the session
-    /// record (a full disk, say). The session ends: going on could lose or
-    /// repeat messages. Retrying cannot heal it.
+    /// The resilient mode's [`Outbox`](crate::resilient::Outbox) failed (a
+    /// full disk, say). To keep a message: that `start_send` fails and
+    /// nothing was queued. To release acknowledged messages, save the
+    /// session record or give back a message it holds: the session ends,
+    /// since going on could lose or repeat messages. Retrying a connection
+    /// cannot heal it.
     #[error("the outbox failed: {0}")]
     Outbox(#[source] io::Error),
 

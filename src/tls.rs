@@ -82,7 +82,9 @@ pub fn client_config(root_cert_pem: &str) -> Result<Arc<ClientConfig>, LinkError
 /// `no_application_protocol` alert (received by a client, sent by a
 /// server) after this end offered the id of one mode of this crate and
 /// not the other's. A server that serves both modes never maps it (a
-/// client that offered neither speaks another protocol). A client cannot
+/// client that offered neither speaks another protocol); a resilient-only
+/// server names the plain mode for any client that did not offer the
+/// resilient id, one of another protocol too. A client cannot
 /// tell a server of the other mode from a server of another protocol
 /// that has ALPN ids of its own: it names the other mode.
 pub(crate) fn mode_mismatch(err: LinkError, alpn: &[Vec<u8>]) -> LinkError {

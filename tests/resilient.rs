@@ -1007,6 +1007,12 @@ async fn an_outbox_that_cannot_save_ends_the_session_and_is_not_retried() {
 
     store.fail_saves();
     session.feed(Bytes::from("reply")).await.unwrap();
+    // One poll of the flush sends it (its acknowledgement never comes).
+    std::future::poll_fn(|cx| {
+        let _ = futures::Sink::<Bytes>::poll_flush(std::pin::Pin::new(&mut session), cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
     assert_eq!(receive(&mut link, 1).await, ["reply"]);
     let err = first_error(&mut link).await;
     assert!(

@@ -162,7 +162,7 @@ impl Future for Drive<'_> {
 }
 
 /// Moves the core's events to the application's side.
-fn take_events(shared: &mut Shared) {
+pub(crate) fn take_events(shared: &mut Shared) {
     while let Some(event) = shared.core.poll_event() {
         match event {
             Event::Delivered(message) => shared.push_unread(message),

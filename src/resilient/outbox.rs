@@ -81,12 +81,16 @@ impl fmt::Debug for SessionRecord {
 ///   the producer back (the sink's `poll_ready` is pending) instead of
 ///   growing.
 /// * [`save_session`](Outbox::save_session) is called when a client's
-///   session starts, and before each frame whose acknowledgement covers
-///   more of the peer's messages than the last record did: what it keeps
+///   session starts, and before any frame whose acknowledgement differs
+///   from the last record (in practice once per pass of the session's
+///   driver in which messages arrived; after a server that lost the
+///   session, the record goes back with the new numbering): what it keeps
 ///   is never behind what the peer was told.
-/// * An error from `push`, `release` or `save_session` ends the session
-///   with [`LinkError::Outbox`](crate::LinkError::Outbox), which a client
-///   does not retry.
+/// * An error from `push` fails that `start_send` with
+///   [`LinkError::Outbox`](crate::LinkError::Outbox) (nothing was queued;
+///   the next message gets the same number); one from `release` or
+///   `save_session` ends the session with it, and a client does not
+///   retry.
 /// * Every method is called with the session's state locked, on a Tokio
 ///   worker thread: it must be quick (an outbox on disk that syncs on
 ///   every call holds the link to the disk's pace, and blocks that

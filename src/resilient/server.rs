@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::config::ResilientConfig;
-use super::driver::{Connection, Ended, drive};
+use super::driver::{Connection, Ended, drive, take_events};
 use super::link::{ResilientEvent, ResilientLink, Shared, lock};
 use super::mode::LinkMode;
 use super::outbox::{MemoryOutbox, Outbox};
@@ -257,6 +257,9 @@ impl ResilientAcceptor {
             now.into_std(),
         );
         let shared = Shared::new(core);
+        // For `revoked_by` as soon as the link is handed out (the task
+        // installs them again, as for every connection).
+        lock(&shared).credentials = Some(credentials.clone());
         let (attach, connections) = mpsc::channel(1);
         let detached_since = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(
@@ -391,7 +394,10 @@ async fn run(
             // certificate of the same identity is what a reload checks.
             guard.credentials = Some(credentials);
             guard.core.connected(now);
-            guard.core.handle(now, hello)
+            let handled = guard.core.handle(now, hello);
+            // `Connected` now, not with the next frame's events.
+            take_events(&mut guard);
+            handled
         };
         let outcome = match outcome {
             Ok(()) => {

@@ -580,10 +580,12 @@ impl<O: Outbox> Session<O> {
         &mut self,
         now: Instant,
     ) -> Result<Option<(Head, Bytes)>, LinkError> {
-        if self.saved != Some(self.expected) && self.state == State::Established {
-            // Kept before the peer is told, and before anything changes: a
-            // restarted process never acknowledges less than this one did,
-            // and a failed save leaves nothing half sent.
+        if self.saved != Some(self.expected) {
+            // Kept before the peer is told (a hello carries it too), and
+            // before anything changes: a restarted process never
+            // acknowledges less than this one did, and a failed save leaves
+            // nothing half sent. In practice once per pass of the driver in
+            // which messages arrived.
             self.outbox
                 .save_session(SessionRecord::new(self.session.0, self.expected))
                 .map_err(LinkError::Outbox)?;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::config::ResilientConfig;
-use super::outbox::{MemoryOutbox, Outbox};
+use super::outbox::{MemoryOutbox, Outbox, SessionRecord};
 use super::session::{Event, Session};
 use super::wire::{Hello, Message, SessionId};
 use crate::LinkError;
@@ -896,4 +896,85 @@ fn copies_of_delivered_data_are_held_to_the_heartbeat_rate() {
     server.handle(now, hello.encode()).expect("hello");
     let last = server.handle(now, data(u64::MAX));
     assert!(matches!(last, Err(LinkError::Protocol(_))), "{last:?}");
+}
+
+/// An outbox that remembers its session record where the test can read it.
+#[derive(Default)]
+struct Recording {
+    messages: MemoryOutbox,
+    record: std::sync::Arc<std::sync::Mutex<Option<SessionRecord>>>,
+}
+
+impl Outbox for Recording {
+    fn has_room(&self, len: usize) -> bool {
+        self.messages.has_room(len)
+    }
+    fn push(&mut self, seq: u64, message: Bytes) -> std::io::Result<()> {
+        self.messages.push(seq, message)
+    }
+    fn get(&self, seq: u64) -> Option<Bytes> {
+        self.messages.get(seq)
+    }
+    fn release(&mut self, ack: u64) -> std::io::Result<()> {
+        self.messages.release(ack)
+    }
+    fn first(&self) -> Option<u64> {
+        self.messages.first()
+    }
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+    fn drain(&mut self) -> Vec<Bytes> {
+        self.messages.drain()
+    }
+    fn next_seq(&self) -> u64 {
+        self.messages.next_seq()
+    }
+    fn session(&self) -> Option<SessionRecord> {
+        *self.record.lock().unwrap()
+    }
+    fn save_session(&mut self, record: SessionRecord) -> std::io::Result<()> {
+        *self.record.lock().unwrap() = Some(record);
+        Ok(())
+    }
+}
+
+/// Messages that arrive in a pass that ends before anything is sent (the
+/// connection failed right after them) are in the record before the next
+/// connection's hello acknowledges them.
+#[test]
+fn the_record_is_saved_before_a_hello_acknowledges_more() {
+    let now = Instant::now();
+    let id = SessionId([7; 16]);
+    let outbox = Recording::default();
+    let record = outbox.record.clone();
+    let config = ResilientConfig::new();
+    let mut client = Session::client(id, config.clone(), MAX_FRAME, outbox, now);
+    let mut server = Session::server(id, config, MAX_FRAME, MemoryOutbox::default(), now);
+    client.connected(now);
+    server.connected(now);
+    let hello = client
+        .poll_transmit(now)
+        .unwrap()
+        .expect("the client's hello");
+    server.handle(now, hello).expect("hello");
+    let answer = server
+        .poll_transmit(now)
+        .unwrap()
+        .expect("the server's hello");
+    client.handle(now, answer).expect("answer");
+    for i in 0..3u8 {
+        server.send(Bytes::from(vec![i])).expect("send");
+        let data = server.poll_transmit(now).unwrap().expect("data");
+        client.handle(now, data).expect("data");
+    }
+    // The connection fails before the client sends anything.
+    client.disconnected();
+    client.connected(now);
+    let hello = client.poll_transmit(now).unwrap().expect("the next hello");
+    assert!(
+        matches!(Message::decode(hello), Ok(Message::Hello { ack: 3, .. })),
+        "the hello acknowledges the three"
+    );
+    assert_eq!(record.lock().unwrap().map(|r| r.received), Some(3));
 }

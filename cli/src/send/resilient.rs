@@ -76,9 +76,10 @@ pub(super) async fn run(args: Args, connector: SecureConnector) -> Result<(), Er
         let mut stdout = Some(tokio::io::stdout());
         let mut line = Vec::new();
         while let Some(item) = replies.next().await {
+            let item = item?;
             let Some(out) = &mut stdout else { continue };
             line.clear();
-            format.write_line(&item?, &mut line);
+            format.write_line(&item, &mut line);
             if let Err(err) = async {
                 out.write_all(&line).await?;
                 out.flush().await
