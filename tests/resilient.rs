@@ -224,16 +224,7 @@ async fn a_numbered_stream_survives_cuts_with_fin_and_rst_both_ways_exactly_once
         server.sessions.try_recv().is_err(),
         "one session across all connections"
     );
-    tokio::time::timeout(PATIENCE, client.close())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        tokio::time::timeout(PATIENCE, session.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    close_and_see_the_end(&mut client, &mut session).await;
 }
 
 /// A connector and an acceptor on one PKI, with keys of their own.
@@ -263,6 +254,15 @@ async fn first_error(link: &mut ResilientLink) -> LinkError {
     }
 }
 
+/// `err` is a mode mismatch: this end `local`, the peer `peer`.
+#[track_caller]
+fn assert_mode_mismatch(err: &LinkError, local: LinkMode, peer: LinkMode) {
+    assert!(
+        matches!(err, LinkError::ModeMismatch { local: l, peer: p } if *l == local && *p == peer),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     let (connector, acceptor) = endpoints();
@@ -283,16 +283,7 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     let resilient = ResilientConnector::new(connector.clone(), config()).unwrap();
     let mut link = resilient.connect("localhost", dial(proxy.addr)).unwrap();
     let err = first_error(&mut link).await;
-    assert!(
-        matches!(
-            err,
-            LinkError::ModeMismatch {
-                local: LinkMode::Resilient,
-                peer: LinkMode::Plain
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mode_mismatch(&err, LinkMode::Resilient, LinkMode::Plain);
     assert_eq!(
         err.to_string(),
         "this end speaks the resilient mode, the peer the plain mode"
@@ -326,16 +317,7 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     .await;
     let tcp = TcpStream::connect(only.addr).await.unwrap();
     let err = connector.connect("localhost", tcp).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LinkError::ModeMismatch {
-                local: LinkMode::Plain,
-                peer: LinkMode::Resilient
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mode_mismatch(&err, LinkMode::Plain, LinkMode::Resilient);
     assert_eq!(
         err.to_string(),
         "this end speaks the plain mode, the peer the resilient mode"
@@ -345,16 +327,7 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        matches!(
-            err,
-            LinkError::ModeMismatch {
-                local: LinkMode::Resilient,
-                peer: LinkMode::Plain
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mode_mismatch(&err, LinkMode::Resilient, LinkMode::Plain);
 
     // A lab client (no ALPN at all, as Python's ssl): nothing in its
     // handshake to refuse, so the server refuses it after, naming the mode;
@@ -379,13 +352,7 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(
-        err,
-        LinkError::ModeMismatch {
-            local: LinkMode::Resilient,
-            peer: LinkMode::Plain
-        }
-    ));
+    assert_mode_mismatch(&err, LinkMode::Resilient, LinkMode::Plain);
     assert!(only.plain.try_recv().is_err());
 
     // The blocking client (the lab's interface) offers the plain id too.
@@ -399,16 +366,7 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     })
     .await
     .unwrap();
-    assert!(
-        matches!(
-            err,
-            LinkError::ModeMismatch {
-                local: LinkMode::Plain,
-                peer: LinkMode::Resilient
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mode_mismatch(&err, LinkMode::Plain, LinkMode::Resilient);
 
     // Resilient both ways, with tags bound to each TLS connection: the
     // sequence numbers span a cut.
@@ -792,6 +750,29 @@ async fn a_session_named_by_a_client_with_another_key_is_refused_and_goes_on() {
     assert!(server.sessions.try_recv().is_err());
 }
 
+/// A session opened with `key` and the client certificate `cert`: the
+/// client's link and the server's, after `first` went through.
+async fn open_with_certificate(
+    server: &mut Server,
+    ca_pem: &str,
+    key: &[u8],
+    cert: &ClientCert,
+    first: &str,
+) -> (ResilientLink, ResilientLink) {
+    let client = SecureConnector::new(ca_pem, key)
+        .unwrap()
+        .with_client_cert(&cert.chain_pem, &cert.key_pem)
+        .unwrap();
+    let resilient = ResilientConnector::new(client, config()).unwrap();
+    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
+    within(link.send(Bytes::copy_from_slice(first.as_bytes())))
+        .await
+        .unwrap();
+    let mut session = within(server.sessions.recv()).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, [first]);
+    (link, session)
+}
+
 /// With mutual TLS a session is bound to the client certificate's
 /// identity too: a client with the same HMAC key but another certificate
 /// from the same CA cannot take it over.
@@ -805,15 +786,14 @@ async fn a_session_named_by_a_client_with_another_certificate_is_refused_and_goe
         .unwrap();
     let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
     let (owner_cert, other_cert) = (&pki.clients[0], &pki.clients[1]);
-    let owner = SecureConnector::new(&pki.ca_pem, common::KEY)
-        .unwrap()
-        .with_client_cert(&owner_cert.chain_pem, &owner_cert.key_pem)
-        .unwrap();
-    let resilient = ResilientConnector::new(owner, config()).unwrap();
-    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
-    link.send(Bytes::from("node-1's")).await.unwrap();
-    let mut session = server.sessions.recv().await.unwrap();
-    assert_eq!(receive(&mut session, 1).await, ["node-1's"]);
+    let (mut link, mut session) = open_with_certificate(
+        &mut server,
+        &pki.ca_pem,
+        common::KEY,
+        owner_cert,
+        "node-1's",
+    )
+    .await;
 
     // node-2: the same key, a valid certificate of its own.
     let intruder = intruder(&pki.ca_pem, common::KEY, Some(other_cert));
@@ -829,6 +809,13 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, future)
         .await
         .expect("no hang")
+}
+
+/// Ends the session from `client` (`close()`), and sees the server's
+/// `session` stream end.
+async fn close_and_see_the_end(client: &mut ResilientLink, session: &mut ResilientLink) {
+    within(client.close()).await.unwrap();
+    assert!(within(session.next()).await.is_none());
 }
 
 /// An outbox whose state outlives the link that used it: what an outbox on
@@ -971,16 +958,7 @@ async fn a_client_restarted_with_a_durable_outbox_resumes_its_session_exactly_on
             .any(|e| matches!(e, ResilientEvent::PeerRestarted { .. })),
         "{events:?}"
     );
-    tokio::time::timeout(PATIENCE, third.close())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        tokio::time::timeout(PATIENCE, session.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    close_and_see_the_end(&mut third, &mut session).await;
     assert_eq!(session.stats().delivered, 60, "each once");
     assert!(
         server.sessions.try_recv().is_err(),
@@ -1110,16 +1088,14 @@ async fn a_reload_that_removes_the_key_or_the_client_ca_revokes_the_session() {
     };
     let accepted = with(&[b"first key", b"second key"], &pki.ca_pem);
     let mut server = serve(ResilientAcceptor::new(accepted.clone(), config()).unwrap()).await;
-    let node = &pki.clients[0];
-    let client = SecureConnector::new(&pki.ca_pem, &b"second key"[..])
-        .unwrap()
-        .with_client_cert(&node.chain_pem, &node.key_pem)
-        .unwrap();
-    let resilient = ResilientConnector::new(client, config()).unwrap();
-    let mut link = resilient.connect("localhost", dial(server.addr)).unwrap();
-    link.send(Bytes::from("one")).await.unwrap();
-    let mut session = server.sessions.recv().await.unwrap();
-    assert_eq!(receive(&mut session, 1).await, ["one"]);
+    let (link, session) = open_with_certificate(
+        &mut server,
+        &pki.ca_pem,
+        b"second key",
+        &pki.clients[0],
+        "one",
+    )
+    .await;
 
     assert_eq!(session.revoked_by(&accepted), None);
     assert_eq!(
