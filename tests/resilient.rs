@@ -355,6 +355,25 @@ async fn the_four_mode_combinations_serve_or_fail_at_once_naming_the_mode() {
     assert_mode_mismatch(&err, LinkMode::Resilient, LinkMode::Plain);
     assert!(only.plain.try_recv().is_err());
 
+    // A client of another protocol (ALPN h2 only) at a server that serves
+    // both modes: the TLS error it is, on both ends, not a mode.
+    let mut server = serve(
+        ResilientAcceptor::new(
+            SecureAcceptor::new(&pki.chain_pem, &pki.key_pem, common::KEY).unwrap(),
+            config(),
+        )
+        .unwrap(),
+    )
+    .await;
+    let mut h2 = (*secure_link::tls::client_config(&pki.ca_pem).unwrap()).clone();
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let h2 = SecureConnector::from_config(std::sync::Arc::new(h2), common::KEY);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let err = h2.connect("localhost", tcp).await.unwrap_err();
+    assert!(matches!(err, LinkError::Tls(_)), "{err:?}");
+    let err = within(server.errors.recv()).await.unwrap();
+    assert!(matches!(err, LinkError::Tls(_)), "{err:?}");
+
     // The blocking client (the lab's interface) offers the plain id too.
     let (addr, ca) = (only.addr, pki.ca_pem.clone());
     let err = tokio::task::spawn_blocking(move || {
@@ -495,6 +514,71 @@ async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
         "it retried before giving up: {disconnects}"
     );
     assert_eq!(pipes.dials(), disconnects);
+}
+
+/// What the sink's docs promise about messages fed without a flush, in
+/// paused time over pipes (no timer can fire while time stands still):
+/// they go out once 32 wait, once 64 KiB wait, when the outbox is full,
+/// or at a flush, and not before.
+#[tokio::test(start_paused = true)]
+async fn fed_messages_go_out_at_32_at_64_kib_at_a_full_outbox_or_at_a_flush() {
+    /// Far below every timer of the session (ack delay, heartbeats).
+    const STANDSTILL: Duration = Duration::from_millis(1);
+    let (connector, acceptor) = endpoints();
+    let (pipes, mut sessions) = Pipes::new(ResilientAcceptor::new(acceptor, config()).unwrap());
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", pipes.dial()).unwrap();
+    within(link.send(Bytes::from("up"))).await.unwrap();
+    let mut session = within(sessions.recv()).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["up"]);
+    /// Nothing arrives while time stands still.
+    async fn held(session: &mut ResilientLink) -> bool {
+        tokio::time::timeout(STANDSTILL, session.next())
+            .await
+            .is_err()
+    }
+
+    for i in 0..31u8 {
+        link.feed(Bytes::from(vec![i])).await.unwrap();
+    }
+    assert!(held(&mut session).await, "31 wait for more or a flush");
+    link.feed(Bytes::from(vec![31])).await.unwrap();
+    let got = tokio::time::timeout(STANDSTILL, receive(&mut session, 32)).await;
+    assert_eq!(got.unwrap(), (0..32u8).map(|i| vec![i]).collect::<Vec<_>>());
+
+    link.feed(Bytes::from(vec![7u8; 64 * 1024])).await.unwrap();
+    let got = tokio::time::timeout(STANDSTILL, receive(&mut session, 1)).await;
+    assert_eq!(got.unwrap()[0].len(), 64 * 1024, "64 KiB go at once");
+
+    link.feed(Bytes::from("a")).await.unwrap();
+    assert!(held(&mut session).await);
+    tokio::time::timeout(STANDSTILL, link.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["a"]);
+
+    // An outbox of 4: the fifth message waits for room, and the four
+    // must go out (and be acknowledged) for it to come.
+    let mut small = resilient
+        .connect_with_outbox("localhost", pipes.dial(), MemoryOutbox::new(4, 1 << 20))
+        .unwrap();
+    // Connected and idle first: the first pass of a new connection sends
+    // whatever waits, and would hide the case.
+    within(small.send(Bytes::from("up"))).await.unwrap();
+    let mut other = within(sessions.recv()).await.unwrap();
+    assert_eq!(receive(&mut other, 1).await, ["up"]);
+    for i in 0..4u8 {
+        small.feed(Bytes::from(vec![i])).await.unwrap();
+    }
+    tokio::time::timeout(STANDSTILL, small.feed(Bytes::from(vec![4])))
+        .await
+        .expect("room came back without a flush")
+        .unwrap();
+    assert_eq!(
+        receive(&mut other, 4).await,
+        (0..4u8).map(|i| vec![i]).collect::<Vec<_>>()
+    );
 }
 
 /// A server that completes TLS and then never answers the hello: each
@@ -818,18 +902,35 @@ async fn close_and_see_the_end(client: &mut ResilientLink, session: &mut Resilie
     assert!(within(session.next()).await.is_none());
 }
 
+/// A resilient server on `endpoints`, a fault proxy in front of it and a
+/// resilient connector.
+async fn proxied(
+    (connector, acceptor): (SecureConnector, SecureAcceptor),
+) -> (Server, FaultProxy, ResilientConnector) {
+    let server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    (
+        server,
+        proxy,
+        ResilientConnector::new(connector, config()).unwrap(),
+    )
+}
+
 /// An outbox whose state outlives the link that used it: what an outbox on
 /// disk gives a client process that restarts.
 #[derive(Clone, Default)]
 struct Durable(
     std::sync::Arc<std::sync::Mutex<(MemoryOutbox, Option<SessionRecord>)>>,
-    /// Every save fails from now on (a full disk).
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Saves, and pushes, fail while set (a full disk).
+    std::sync::Arc<[std::sync::atomic::AtomicBool; 2]>,
 );
 
 impl Durable {
     fn fail_saves(&self) {
-        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.1[0].store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn fail_pushes(&self, fail: bool) {
+        self.1[1].store(fail, std::sync::atomic::Ordering::SeqCst);
     }
     fn record(&self) -> Option<SessionRecord> {
         self.0.lock().unwrap().1
@@ -844,6 +945,9 @@ impl Outbox for Durable {
         self.0.lock().unwrap().0.has_room(len)
     }
     fn push(&mut self, seq: u64, message: Bytes) -> std::io::Result<()> {
+        if self.1[1].load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("no space left"));
+        }
         self.0.lock().unwrap().0.push(seq, message)
     }
     fn get(&self, seq: u64) -> Option<Bytes> {
@@ -868,7 +972,7 @@ impl Outbox for Durable {
         self.record()
     }
     fn save_session(&mut self, record: SessionRecord) -> std::io::Result<()> {
-        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.1[0].load(std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::Error::other("no space left"));
         }
         self.0.lock().unwrap().1 = Some(record);
@@ -882,10 +986,7 @@ impl Outbox for Durable {
 /// record says was not received. One session on the server throughout.
 #[tokio::test]
 async fn a_client_restarted_with_a_durable_outbox_resumes_its_session_exactly_once() {
-    let (connector, acceptor) = endpoints();
-    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
-    let proxy = FaultProxy::start(server.addr).await;
-    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let (mut server, proxy, resilient) = proxied(endpoints()).await;
     let store = Durable::default();
     let messages = numbered(60, 11);
     let replies: Vec<Bytes> = (0..8).map(|i| Bytes::from(format!("reply {i}"))).collect();
@@ -966,15 +1067,13 @@ async fn a_client_restarted_with_a_durable_outbox_resumes_its_session_exactly_on
     );
 }
 
-/// An outbox that cannot save the record ends the session before the
-/// acknowledgement it would cover goes out, with `LinkError::Outbox`,
-/// which a client does not retry.
+/// An outbox that cannot keep a message fails that `start_send` only (the
+/// next message takes its number); one that cannot save the record ends
+/// the session before the acknowledgement it would cover goes out, with
+/// `LinkError::Outbox`, which a client does not retry.
 #[tokio::test]
-async fn an_outbox_that_cannot_save_ends_the_session_and_is_not_retried() {
-    let (connector, acceptor) = endpoints();
-    let mut server = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
-    let proxy = FaultProxy::start(server.addr).await;
-    let resilient = ResilientConnector::new(connector, config()).unwrap();
+async fn an_outbox_that_fails_refuses_the_message_or_ends_the_session() {
+    let (mut server, proxy, resilient) = proxied(endpoints()).await;
     let store = Durable::default();
     let mut link = resilient
         .connect_with_outbox("localhost", dial(proxy.addr), store.clone())
@@ -982,6 +1081,15 @@ async fn an_outbox_that_cannot_save_ends_the_session_and_is_not_retried() {
     within(link.send(Bytes::from("one"))).await.unwrap();
     let mut session = server.sessions.recv().await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["one"]);
+
+    store.fail_pushes(true);
+    assert!(matches!(
+        link.feed(Bytes::from("not kept")).await,
+        Err(LinkError::Outbox(_))
+    ));
+    store.fail_pushes(false);
+    within(link.send(Bytes::from("two"))).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["two"], "no gap, no loss");
 
     store.fail_saves();
     session.feed(Bytes::from("reply")).await.unwrap();
