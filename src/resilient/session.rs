@@ -563,11 +563,9 @@ impl<O: Outbox> Session<O> {
     /// [`poll_transmit_parts`](Session::poll_transmit_parts)).
     #[cfg(test)]
     pub(crate) fn poll_transmit(&mut self, now: Instant) -> Result<Option<Bytes>, LinkError> {
-        Ok(self.poll_transmit_parts(now)?.map(|(head, body)| {
-            let mut payload = bytes::BytesMut::from(head.as_slice());
-            payload.extend_from_slice(&body);
-            payload.freeze()
-        }))
+        Ok(self
+            .poll_transmit_parts(now)?
+            .map(|(head, body)| super::wire::join(head.as_slice(), &body)))
     }
 
     /// The next payload to send, if any, as the header and the body of

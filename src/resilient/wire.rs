@@ -119,10 +119,7 @@ impl Message {
     /// frames sent through a link's `Sink<Bytes>`, and tests).
     pub(crate) fn encode(&self) -> Bytes {
         let (header, body) = self.clone().encode_parts();
-        let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
-        out.put_slice(&header);
-        out.put_slice(&body);
-        out.freeze()
+        join(&header, &body)
     }
 
     /// The payload of the frame that carries this message, as its header
@@ -251,6 +248,14 @@ impl Message {
             other => Err(protocol(format!("unknown message kind {other}"))),
         }
     }
+}
+
+/// A frame's payload in one piece: `header` then `body`.
+pub(crate) fn join(header: &[u8], body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(header.len() + body.len());
+    out.put_slice(header);
+    out.put_slice(body);
+    out.freeze()
 }
 
 /// A reason cut to [`MAX_END_REASON`] bytes at a character boundary.

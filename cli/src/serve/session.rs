@@ -35,11 +35,6 @@ pub(crate) async fn serve(
     let mut count = 0u64;
     let events = link.events();
     let mut events_open = true;
-    // Accepted under the configuration in place then; a reload since has
-    // to be checked once.
-    if let Some(revoked) = link.revoked_by(&changes.current()) {
-        return revoke(revoked, short, count);
-    }
     loop {
         let item = tokio::select! {
             // A reload first: nothing more is taken from a revoked session.
@@ -54,8 +49,9 @@ pub(crate) async fn serve(
                     continue;
                 };
                 log_event(&event, short, &counters);
-                // A resumed connection was accepted under the configuration
-                // of its moment: checked against the one in place now.
+                // Each connection, the first too, was accepted under the
+                // configuration of its moment: checked against the one in
+                // place now (a reload since would not be seen otherwise).
                 if matches!(event, ResilientEvent::Connected { .. })
                     && let Some(revoked) = link.revoked_by(&changes.current())
                 {
