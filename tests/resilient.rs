@@ -646,13 +646,7 @@ async fn a_restarted_server_loses_nothing_acknowledged_and_the_client_is_told() 
     assert!(receive(&mut session, before.len()).await == before);
 
     // The server process goes away with its sessions; a new one comes up.
-    proxy.black_hole(true);
-    drop(session);
-    drop(first);
-    let mut second = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
-    proxy.set_upstream(second.addr);
-    proxy.cut_now(How::Rst);
-    proxy.heal();
+    let mut second = restart_server(&proxy, first, session, acceptor).await;
     let after = numbered(50, 4);
     let mut stream = futures::stream::iter(after.clone().into_iter().map(Ok));
     link.send_all(&mut stream).await.unwrap();
@@ -671,6 +665,25 @@ async fn a_restarted_server_loses_nothing_acknowledged_and_the_client_is_told() 
         "{events:?}"
     );
     assert_eq!(link.session_id(), session.session_id());
+}
+
+/// The server process behind `proxy` goes away with its sessions
+/// (`first`, and its `session`), black-holed and then cut; a new one on
+/// `acceptor` comes up in its place.
+async fn restart_server(
+    proxy: &FaultProxy,
+    first: Server,
+    session: ResilientLink,
+    acceptor: SecureAcceptor,
+) -> Server {
+    proxy.black_hole(true);
+    drop(session);
+    drop(first);
+    let second = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
+    proxy.set_upstream(second.addr);
+    proxy.cut_now(How::Rst);
+    proxy.heal();
+    second
 }
 
 /// Waits for the link's next `Disconnected` event.
@@ -1144,13 +1157,7 @@ async fn after_a_server_restart_the_record_counts_the_new_servers_messages() {
     assert_eq!(store.record().map(|r| r.received), Some(5));
 
     // The server process goes away with its sessions; a new one comes up.
-    proxy.black_hole(true);
-    drop(session);
-    drop(first);
-    let mut second = serve(ResilientAcceptor::new(acceptor, config()).unwrap()).await;
-    proxy.set_upstream(second.addr);
-    proxy.cut_now(How::Rst);
-    proxy.heal();
+    let mut second = restart_server(&proxy, first, session, acceptor).await;
     within(link.send(Bytes::from("to the new server")))
         .await
         .unwrap();
