@@ -305,6 +305,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for FramedLink<T> {
 }
 
 impl<T> FramedLink<T> {
+    /// See [`HmacFrameCodec::reuse_read_buffers`]: for a reader whose
+    /// messages wait in a queue. They go with the grown read buffer when
+    /// the link is idle.
+    pub(crate) fn reuse_read_buffers(&mut self) {
+        self.framed.codec_mut().reuse_read_buffers();
+    }
+}
+
+impl<T> FramedLink<T> {
     /// Called when the stream has found nothing to read. Grown buffers go
     /// at once when the link is read dry (every byte received decoded),
     /// unless one of them grew again within [`RELEASE_AFTER`] of the last
@@ -362,6 +371,9 @@ impl<T> FramedLink<T> {
     /// and drops an empty write buffer over its idle size (if `write`);
     /// notes when each went.
     fn release_buffers(&mut self, now: tokio::time::Instant, read: bool, write: bool) {
+        if read && self.framed.read_buffer().is_empty() {
+            self.framed.codec_mut().drop_spare_read_buffers();
+        }
         if read && self.framed.read_buffer().is_empty() && self.read_grown() {
             *self.framed.read_buffer_mut() = BytesMut::with_capacity(IDLE_READ_BUFFER);
             self.idle_read_at = self.framed.read_buffer().as_ptr().addr();

@@ -5,6 +5,7 @@
 use bytes::BytesMut;
 
 use super::frame::LENGTH_LEN;
+use super::spares::Spares;
 
 /// How far ahead of the bytes received the decoder may reserve buffer space
 /// for the frame in progress and the next one. Bounds what a length prefix
@@ -31,7 +32,7 @@ const MIN_READ_BUFFER: usize = 32 * 1024;
 /// of the same size, so that a reader that is behind finds two whole
 /// frames to verify together. In bounded steps: a length prefix alone
 /// must not commit memory the peer never sends.
-pub(super) fn make_room(src: &mut BytesMut, frame_rest: usize) {
+pub(super) fn make_room(src: &mut BytesMut, frame_rest: usize, spares: &mut Spares) {
     let missing = frame_rest.saturating_sub(src.len());
     let next = frame_rest.saturating_add(LENGTH_LEN);
     let ahead = missing
@@ -39,7 +40,7 @@ pub(super) fn make_room(src: &mut BytesMut, frame_rest: usize) {
         .min(MAX_RESERVE_AHEAD.max(src.len()));
     let room = src.capacity() - src.len();
     if room < missing.min(READ_ROOM) {
-        grow_read_buffer(src, ahead);
+        grow_read_buffer(src, ahead, spares);
     } else if room < ahead {
         // Enough room to go on reading: only reclaim the space of
         // bytes consumed, if that needs no allocation. Allocating
@@ -52,7 +53,7 @@ pub(super) fn make_room(src: &mut BytesMut, frame_rest: usize) {
 
 /// Makes room for `ahead` more bytes in `src`: in place if the buffer can
 /// take them, or reclaim the space of bytes already consumed without
-/// allocating; otherwise in a fresh allocation of exactly the bytes held
+/// allocating; otherwise in another allocation of exactly the bytes held
 /// plus `ahead`, and at least [`MIN_READ_BUFFER`] (so reads stay large).
 /// `BytesMut::reserve` would size a new allocation from the old one,
 /// consumed bytes included, and double it, so the real allocation could
@@ -60,11 +61,16 @@ pub(super) fn make_room(src: &mut BytesMut, frame_rest: usize) {
 /// larger of `MAX_RESERVE_AHEAD` and the bytes held, so the allocation
 /// grows at least geometrically for a large frame (copies stay linear in
 /// its size) and never exceeds twice what is held plus `MAX_RESERVE_AHEAD`.
-fn grow_read_buffer(src: &mut BytesMut, ahead: usize) {
+///
+/// With [`Spares`] enabled, that allocation is one left behind before and
+/// free again, when there is one, and the one left now is kept.
+fn grow_read_buffer(src: &mut BytesMut, ahead: usize, spares: &mut Spares) {
     if src.try_reclaim(ahead) {
         return;
     }
-    let mut fresh = BytesMut::with_capacity((src.len() + ahead).max(MIN_READ_BUFFER));
+    let previous = spares.current();
+    let mut fresh = spares.take((src.len() + ahead).max(MIN_READ_BUFFER));
     fresh.extend_from_slice(src);
-    *src = fresh;
+    let old = std::mem::replace(src, fresh);
+    spares.keep(old, previous);
 }

@@ -31,7 +31,13 @@
 //!   whole allocation), so the read buffer's real allocation is at most
 //!   twice the bytes it holds plus 256 KiB when it grows: it follows what
 //!   the peer actually sent, never the declared length (tests/memory.rs
-//!   measures the heap). The limit on the first frame
+//!   measures the heap). It makes room for a length prefix the same way
+//!   (never through `Framed`'s `reserve`, which allocates anew and copies
+//!   when messages handed out share the buffer). The resilient mode's
+//!   links, whose messages wait in a queue, also keep the allocations
+//!   such messages held and reuse them once those are gone: at most
+//!   1 MiB of them, none over 512 KiB, dropped when the link is idle
+//!   (`spares`). The limit on the first frame
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
 //!   that has not shown it holds the key can make it grow to. The
 //!   decoder never shrinks the buffer; the links of this crate swap a
@@ -87,6 +93,7 @@ mod encode;
 mod frame;
 mod keys;
 mod session;
+mod spares;
 mod verify;
 
 use std::fmt;
@@ -98,6 +105,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use self::frame::{FORMAT_MAX_FRAME_LEN, declared_len};
 use self::session::SessionBinding;
+use self::spares::Spares;
 use self::verify::Ahead;
 use crate::{HmacKey, LinkError};
 
@@ -152,6 +160,8 @@ pub struct HmacFrameCodec {
     /// [`hash_ahead`](Self::hash_ahead)). Boxed: an idle connection does
     /// not carry the room for an HMAC state.
     ahead: Option<Box<Ahead>>,
+    /// Read buffers left behind, for reuse (see [`spares`]).
+    spares: Spares,
 }
 
 /// Where the decoder is in the current frame. The write path has no state.
@@ -179,6 +189,7 @@ impl HmacFrameCodec {
             read: ReadState::Head,
             verified: None,
             ahead: None,
+            spares: Spares::default(),
         }
     }
 
@@ -255,6 +266,27 @@ impl Encoder<Bytes> for HmacFrameCodec {
     }
 }
 
+impl HmacFrameCodec {
+    /// Keeps up to four read buffers left behind while messages handed out
+    /// still share them, of up to 512 KiB each, and reuses them once those
+    /// messages are gone (see [`spares`]): for a reader that queues what it
+    /// decodes for another task.
+    pub(crate) fn reuse_read_buffers(&mut self) {
+        self.spares.enable();
+    }
+
+    /// Drops the read buffers kept for reuse (the link is idle).
+    pub(crate) fn drop_spare_read_buffers(&mut self) {
+        self.spares.clear();
+    }
+
+    /// How many read buffers are kept for reuse now.
+    #[cfg(test)]
+    pub(crate) fn spare_read_buffers(&self) -> usize {
+        self.spares.len()
+    }
+}
+
 impl Decoder for HmacFrameCodec {
     type Item = Bytes;
     type Error = LinkError;
@@ -267,6 +299,11 @@ impl Decoder for HmacFrameCodec {
             ReadState::Body { payload_len } => payload_len,
             ReadState::Head => {
                 let Some(payload_len) = declared_len(src) else {
+                    // Room for the length here, by the policy above, not
+                    // by `Framed`'s `reserve`, which allocates anew (up to
+                    // 64 KiB, copying) when messages handed out share the
+                    // buffer.
+                    buffer::make_room(src, LENGTH_LEN, &mut self.spares);
                     return Ok(None);
                 };
                 if payload_len > self.receive_max {
@@ -286,7 +323,7 @@ impl Decoder for HmacFrameCodec {
             .checked_add(TAG_LEN)
             .ok_or_else(|| self.too_large(payload_len))?;
         if src.len() < frame_rest {
-            buffer::make_room(src, frame_rest);
+            buffer::make_room(src, frame_rest, &mut self.spares);
             return Ok(None);
         }
         let second_len = self.verify_next(src, payload_len, frame_rest)?;

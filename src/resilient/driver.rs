@@ -26,6 +26,9 @@ pub(crate) trait Connection:
     fn last_heard(&self) -> Option<Instant>;
     /// `start_send` of one frame whose payload is `head` then `body`.
     fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError>;
+    /// Reuse the read buffers that delivered messages kept (they wait in
+    /// the application's queue): see `HmacFrameCodec::reuse_read_buffers`.
+    fn reuse_read_buffers(&mut self);
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureClient<IO> {
@@ -35,6 +38,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureClient<IO> 
     fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
         SecureClient::start_send_parts(self, head, body)
     }
+    fn reuse_read_buffers(&mut self) {
+        SecureClient::reuse_read_buffers(self)
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureServer<IO> {
@@ -43,6 +49,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Connection for SecureServer<IO> 
     }
     fn start_send_parts(&mut self, head: Head, body: Bytes) -> Result<(), LinkError> {
         SecureServer::start_send_parts(self, head, body)
+    }
+    fn reuse_read_buffers(&mut self) {
+        SecureServer::reuse_read_buffers(self)
     }
 }
 
@@ -58,6 +67,7 @@ pub(crate) fn drive<'a>(
     shared: &'a Arc<Mutex<Shared>>,
     connection: &'a mut dyn Connection,
 ) -> impl Future<Output = Result<Ended, LinkError>> + Send + 'a {
+    connection.reuse_read_buffers();
     Drive {
         shared,
         connection,
