@@ -173,9 +173,9 @@ impl Future for Drive<'_> {
 
 /// Moves the core's events to the application's side.
 pub(crate) fn take_events(shared: &mut Shared) {
+    shared.unread_bytes += shared.core.take_delivered(&mut shared.unread);
     while let Some(event) = shared.core.poll_event() {
         match event {
-            Event::Delivered(message) => shared.push_unread(message),
             Event::Established {
                 resumed,
                 peer_restarted,

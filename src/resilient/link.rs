@@ -154,11 +154,6 @@ impl Shared {
         self.unread.len() < MAX_UNREAD_MESSAGES && self.unread_bytes < MAX_UNREAD_BYTES
     }
 
-    pub(crate) fn push_unread(&mut self, message: Bytes) {
-        self.unread_bytes += message.len();
-        self.unread.push_back(message);
-    }
-
     fn pop_unread(&mut self) -> Option<Bytes> {
         let message = self.unread.pop_front()?;
         self.unread_bytes -= message.len();

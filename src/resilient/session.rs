@@ -32,8 +32,6 @@ pub(crate) enum Role {
 /// What the driver reports to its application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// The next message of the peer, in order, exactly once.
-    Delivered(Bytes),
     /// A connection carries the session (again).
     Established {
         session: SessionId,
@@ -129,6 +127,11 @@ pub(crate) struct Session<O> {
     hello_due: bool,
     end_due: Option<String>,
     events: VecDeque<Event>,
+    /// The peer's messages, in order, each once, not yet taken
+    /// ([`take_delivered`](Session::take_delivered)).
+    delivered: VecDeque<Bytes>,
+    /// The bytes in `delivered`.
+    delivered_bytes: usize,
     stats: Stats,
 }
 
@@ -207,6 +210,8 @@ impl<O: Outbox> Session<O> {
             hello_due: false,
             end_due: None,
             events: VecDeque::new(),
+            delivered: VecDeque::new(),
+            delivered_bytes: 0,
             stats: Stats::default(),
         }
     }
@@ -287,6 +292,13 @@ impl<O: Outbox> Session<O> {
         self.events.pop_front()
     }
 
+    /// Moves the messages delivered since the last call to the end of
+    /// `into`, in order; their bytes.
+    pub(crate) fn take_delivered(&mut self, into: &mut VecDeque<Bytes>) -> usize {
+        into.append(&mut self.delivered);
+        std::mem::take(&mut self.delivered_bytes)
+    }
+
     // ---- The connection's side ------------------------------------------
 
     /// A new connection carries the session: a client sends its hello, a
@@ -329,7 +341,20 @@ impl<O: Outbox> Session<O> {
     /// drops it (and a client retries only errors that can heal).
     pub(crate) fn handle(&mut self, now: Instant, payload: Bytes) -> Result<(), LinkError> {
         self.heard(now);
-        let message = Message::decode(payload)?;
+        let message = match Message::decode_data(payload) {
+            // The hot path: data on an established session.
+            Ok((header, body)) if self.state == State::Established => {
+                self.handle_ack(header.ack)?;
+                return self.handle_data(now, header.seq, header.ack_now, body);
+            }
+            Ok((header, body)) => Message::Data {
+                seq: header.seq,
+                ack: header.ack,
+                ack_now: header.ack_now,
+                body,
+            },
+            Err(payload) => Message::decode(payload)?,
+        };
         if self.state == State::Disconnected {
             return Err(protocol("a message without a connection"));
         }
@@ -350,14 +375,7 @@ impl<O: Outbox> Session<O> {
         match message {
             Message::Data {
                 seq, ack_now, body, ..
-            } => {
-                if seq >= self.expected {
-                    // New data forgives the idle frames before it.
-                    self.strikes = 0;
-                    self.last_idle = None;
-                }
-                self.handle_data(now, seq, ack_now, body)
-            }
+            } => self.handle_data(now, seq, ack_now, body),
             Message::Ack { .. } => {
                 if advanced {
                     Ok(())
@@ -498,6 +516,11 @@ impl<O: Outbox> Session<O> {
         ack_now: bool,
         body: Bytes,
     ) -> Result<(), LinkError> {
+        if seq >= self.expected {
+            // New data forgives the idle frames before it.
+            self.strikes = 0;
+            self.last_idle = None;
+        }
         if seq < self.expected {
             // Sent again though it arrived before: acknowledge, drop. After
             // the hellos a peer resends only what crossed a cut, so a
@@ -518,7 +541,8 @@ impl<O: Outbox> Session<O> {
             .checked_add(1)
             .ok_or_else(|| protocol("message numbers ran out"))?;
         self.stats.delivered += 1;
-        self.events.push_back(Event::Delivered(body));
+        self.delivered_bytes += body.len();
+        self.delivered.push_back(body);
         let due = if ack_now || self.expected - self.told >= ACK_EVERY {
             now
         } else {
@@ -595,7 +619,15 @@ impl<O: Outbox> Session<O> {
         self.told = self.expected;
         self.ack_due = None;
         self.last_sent = now;
-        let (header, body) = message.encode_parts();
+        let (header, body) = match message {
+            Message::Data {
+                seq,
+                ack,
+                ack_now,
+                body,
+            } => (Message::data_header(seq, ack, ack_now), body),
+            other => other.encode_parts(),
+        };
         Ok(Some((Head::from_array(header), body)))
     }
 

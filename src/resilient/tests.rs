@@ -50,6 +50,14 @@ fn message(rng: &mut Rng, index: u64) -> Bytes {
     Bytes::from(body)
 }
 
+/// What `session` delivered since it was last asked, added to `got`.
+fn take_delivered(session: &mut Session<MemoryOutbox>, got: &mut Vec<Bytes>) {
+    let mut delivered = VecDeque::new();
+    let bytes = session.take_delivered(&mut delivered);
+    assert_eq!(bytes, delivered.iter().map(Bytes::len).sum::<usize>());
+    got.extend(delivered);
+}
+
 /// Two ends, a connection between them (one queue of payloads each way),
 /// and what each application sent and got.
 struct World {
@@ -184,11 +192,9 @@ impl World {
         }
         if let Some(server) = &mut self.server {
             server.handle(self.now, payload)?;
+            take_delivered(server, &mut self.server_got);
             while let Some(event) = server.poll_event() {
-                match event {
-                    Event::Delivered(body) => self.server_got.push(body),
-                    other => self.events.push(other),
-                }
+                self.events.push(event);
             }
         }
         Ok(true)
@@ -199,9 +205,9 @@ impl World {
             return Ok(false);
         };
         self.client.handle(self.now, payload)?;
+        take_delivered(&mut self.client, &mut self.client_got);
         while let Some(event) = self.client.poll_event() {
             match event {
-                Event::Delivered(body) => self.client_got.push(body),
                 Event::Established {
                     peer_restarted: Some(_),
                     ..
