@@ -41,6 +41,7 @@ async fn a_session_holds_bounded_memory_when_one_side_cannot_keep_up() {
     a_partition_holds_a_flat_out_producer_within_its_outbox_bytes().await;
     a_reader_that_stops_is_not_taken_for_a_dead_peer().await;
     a_reader_that_stops_holds_at_most_max_unread_bytes().await;
+    a_reader_that_takes_a_message_and_stops_again_holds_no_more().await;
     a_session_without_a_connection_expires_at_its_limit().await;
 }
 
@@ -200,6 +201,36 @@ async fn a_reader_that_stops_holds_at_most_max_unread_bytes() {
     );
     assert!(unacked >= COUNT - at_most_held, "{unacked}");
     arrive_on_the_first_connection(&mut server, producer, COUNT).await;
+}
+
+/// The stream takes what waits in one batch and hands it out one by one:
+/// that batch still counts against the bound until it is handed out.
+async fn a_reader_that_takes_a_message_and_stops_again_holds_no_more() {
+    const SIZE: usize = 64 * 1024;
+    const COUNT: usize = 400;
+    let (_pipes, client, mut server) = session(MemoryOutbox::new(4096, 64 * ONE_MIB)).await;
+    let client_events = client.events();
+    let producer = produce(client, COUNT, SIZE, Arc::default());
+    let at_most_held = MAX_UNREAD_BYTES / SIZE + 1;
+
+    tokio::time::sleep(STALL).await;
+    let first = server.next().await.unwrap().unwrap();
+    assert_eq!(first[..8], 0u64.to_be_bytes());
+    // Two thirds of a stall: both together stay under the client's write
+    // timeout (60 s), which a reader that stops for longer trips.
+    tokio::time::sleep(STALL * 2 / 3).await;
+    // One message handed out; the bound holds for the rest.
+    let unacked = client_events.stats().unacked;
+    println!(
+        "reader took 1 and stopped again: {unacked} unacknowledged (it holds at most {at_most_held})"
+    );
+    assert!(unacked >= COUNT - 1 - at_most_held, "{unacked}");
+    for i in 1..COUNT {
+        let got = server.next().await.unwrap().unwrap();
+        assert_eq!(got[..8], (i as u64).to_be_bytes(), "message {i}");
+    }
+    let client = producer.await.unwrap().unwrap();
+    assert_eq!(disconnections(&client), vec![]);
 }
 
 async fn a_session_without_a_connection_expires_at_its_limit() {

@@ -105,17 +105,29 @@ impl Future for Drive<'_> {
             if shared.has_room() {
                 shared.core.unstalled(now.into_std());
             }
+            let mut read = Ok(());
             while shared.has_room() && !shared.core.is_ended() {
                 match this.connection.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(payload))) => {
-                        shared.core.handle(now.into_std(), payload)?;
-                        take_events(&mut shared);
+                        if let Err(err) = shared.core.handle(now.into_std(), payload) {
+                            read = Err(err);
+                            break;
+                        }
                     }
-                    Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
-                    Poll::Ready(None) => return Poll::Ready(Err(LinkError::Truncated)),
+                    Poll::Ready(Some(Err(err))) => {
+                        read = Err(err);
+                        break;
+                    }
+                    Poll::Ready(None) => {
+                        read = Err(LinkError::Truncated);
+                        break;
+                    }
                     Poll::Pending => break,
                 }
             }
+            // What arrived before an error reaches the application too.
+            take_events(&mut shared);
+            read?;
             if !shared.has_room() {
                 // Not reading: the dead time waits for room.
                 shared.core.stalled(now.into_std());

@@ -105,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) unread: VecDeque<Bytes>,
     /// The bytes in `unread`.
     pub(crate) unread_bytes: usize,
+    /// Messages (and bytes) the application's stream took from `unread` in
+    /// one batch and may not have handed out yet: they count against its
+    /// room until the stream takes the next batch.
+    in_hand: (usize, usize),
     pub(crate) events: VecDeque<ResilientEvent>,
     pub(crate) stats: ResilientStats,
     /// The error that ended the session, for the stream (taken once) and
@@ -133,6 +137,7 @@ impl Shared {
             core,
             unread: VecDeque::new(),
             unread_bytes: 0,
+            in_hand: (0, 0),
             events: VecDeque::new(),
             stats: ResilientStats::default(),
             error: None,
@@ -151,13 +156,10 @@ impl Shared {
     /// Whether the application has room for more messages
     /// ([`MAX_UNREAD_MESSAGES`], [`MAX_UNREAD_BYTES`]).
     pub(crate) fn has_room(&self) -> bool {
-        self.unread.len() < MAX_UNREAD_MESSAGES && self.unread_bytes < MAX_UNREAD_BYTES
-    }
-
-    fn pop_unread(&mut self) -> Option<Bytes> {
-        let message = self.unread.pop_front()?;
-        self.unread_bytes -= message.len();
-        Some(message)
+        let (messages, bytes) = self.core.delivered();
+        let (held, held_bytes) = self.in_hand;
+        self.unread.len() + messages + held < MAX_UNREAD_MESSAGES
+            && self.unread_bytes + bytes + held_bytes < MAX_UNREAD_BYTES
     }
 
     pub(crate) fn event(&mut self, event: ResilientEvent) {
@@ -254,6 +256,13 @@ pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 pub struct ResilientLink {
     shared: Arc<Mutex<Shared>>,
     task: Option<JoinHandle<()>>,
+    /// The stream's batch: messages taken from the shared queue under one
+    /// lock, handed out one by one without it.
+    taken: VecDeque<Bytes>,
+    /// The outbox had room after the last `start_send`: the next
+    /// `poll_ready` needs no lock (a failure since is `start_send`'s to
+    /// return).
+    room: bool,
 }
 
 impl ResilientLink {
@@ -261,6 +270,8 @@ impl ResilientLink {
         ResilientLink {
             shared,
             task: Some(task),
+            taken: VecDeque::new(),
+            room: false,
         }
     }
 
@@ -412,6 +423,9 @@ impl Sink<Bytes> for ResilientLink {
     type Error = LinkError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if self.room {
+            return Poll::Ready(Ok(()));
+        }
         let mut shared = lock(&self.shared);
         if let Some(err) = Self::sink_error(&shared) {
             return Poll::Ready(Err(err));
@@ -428,12 +442,15 @@ impl Sink<Bytes> for ResilientLink {
     }
 
     fn start_send(self: Pin<&mut Self>, message: Bytes) -> Result<(), LinkError> {
-        let mut shared = lock(&self.shared);
+        let this = self.get_mut();
+        this.room = false;
+        let mut shared = lock(&this.shared);
         if let Some(err) = Self::sink_error(&shared) {
             return Err(err);
         }
         let len = message.len();
         shared.core.send(message)?;
+        this.room = shared.core.has_room(0);
         let (messages, bytes) = &mut shared.unwoken;
         *messages += 1;
         *bytes += len;
@@ -485,13 +502,20 @@ impl Stream for ResilientLink {
     type Item = Result<Bytes, LinkError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut shared = lock(&self.shared);
+        let this = self.get_mut();
+        if let Some(message) = this.taken.pop_front() {
+            return Poll::Ready(Some(Ok(message)));
+        }
+        let mut shared = lock(&this.shared);
+        // The last batch is all handed out: take the next (or nothing).
         let full = !shared.has_room();
-        if let Some(message) = shared.pop_unread() {
-            if full && shared.has_room() {
-                // Room again: the driver may read on.
-                shared.wake_driver();
-            }
+        std::mem::swap(&mut this.taken, &mut shared.unread);
+        shared.in_hand = (this.taken.len(), std::mem::take(&mut shared.unread_bytes));
+        if full && shared.has_room() {
+            // Room again: the driver may read on.
+            shared.wake_driver();
+        }
+        if let Some(message) = this.taken.pop_front() {
             return Poll::Ready(Some(Ok(message)));
         }
         if shared.finished {
@@ -513,7 +537,7 @@ impl fmt::Debug for ResilientLink {
         let shared = lock(&self.shared);
         f.debug_struct("ResilientLink")
             .field("session", &shared.core)
-            .field("unread", &shared.unread.len())
+            .field("unread", &(shared.unread.len() + self.taken.len()))
             .field("finished", &shared.finished)
             .finish_non_exhaustive()
     }

@@ -292,6 +292,11 @@ impl<O: Outbox> Session<O> {
         self.events.pop_front()
     }
 
+    /// The messages delivered and not taken yet, and their bytes.
+    pub(crate) fn delivered(&self) -> (usize, usize) {
+        (self.delivered.len(), self.delivered_bytes)
+    }
+
     /// Moves the messages delivered since the last call to the end of
     /// `into`, in order; their bytes.
     pub(crate) fn take_delivered(&mut self, into: &mut VecDeque<Bytes>) -> usize {
