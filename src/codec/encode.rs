@@ -9,7 +9,7 @@ use sha2::Sha256;
 use super::HmacFrameCodec;
 use super::frame::{LENGTH_LEN, TAG_LEN, put_body, put_frame};
 use super::session::Direction;
-use super::verify::update_interleaved;
+use super::verify::update_interleaved_after;
 use crate::LinkError;
 
 /// The most bytes a [`Head`] holds.
@@ -133,10 +133,12 @@ impl HmacFrameCodec {
         self.check_len(second_len)?;
         let mut second_mac = self.mac_for(Direction::Send, 1);
         let first_mac = self.start_mac(Direction::Send);
-        // The heads are a block at most: interleaving pays on the bodies.
-        first_mac.update(first_head);
-        second_mac.update(second_head);
-        update_interleaved(first_mac, first, &mut second_mac, second);
+        update_interleaved_after(
+            first_mac,
+            (first_head, first),
+            &mut second_mac,
+            (second_head, second),
+        );
         let first_tag = first_mac.finalize_reset().into_bytes();
         dst.reserve(2 * (LENGTH_LEN + TAG_LEN) + first_len + second_len);
         put_frame(dst, first_head, first, &first_tag);

@@ -428,9 +428,21 @@ mod tests {
                 lab.bound_to_session(&exporter, Role::Server),
             ),
         ];
-        let head = Head::from_array(*b"nineteen-byte head!");
-        for (template, receiver) in pairs {
-            for (first_len, second_len) in [(0, 0), (1, 700), (4096, 65_536)] {
+        // The resilient header (19 bytes), the longest head, and none; the
+        // lengths around where a body completes its head's SHA-256 block
+        // (45 bytes after a 19-byte head), which the pair encoder hashes
+        // first.
+        let heads = [
+            Head::from_array(*b"nineteen-byte head!"),
+            Head::from_array([0xa5; 32]),
+            Head::EMPTY,
+        ];
+        let lengths = [(0, 0), (1, 700), (44, 45), (46, 32), (4096, 65_536)];
+        let cases = pairs
+            .iter()
+            .flat_map(|pair| heads.iter().map(move |head| (pair.clone(), *head)));
+        for ((template, receiver), head) in cases {
+            for (first_len, second_len) in lengths {
                 let first: Vec<u8> = (0..first_len).map(|i| i as u8).collect();
                 let second: Vec<u8> = (0..second_len).map(|i| (i * 7) as u8).collect();
                 let joined = |body: &[u8]| [head.as_slice(), body].concat();
@@ -464,6 +476,7 @@ mod tests {
                 );
             }
         }
+        let head = heads[0];
         let mut small = HmacFrameCodec::new(b"k").with_max_frame_len(100);
         let mut dst = BytesMut::new();
         assert!(matches!(
