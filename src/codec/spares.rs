@@ -8,7 +8,8 @@
 //! moves to another allocation. Asked for afresh each time, such memory
 //! is handed back to the system and taken again in between by glibc's
 //! allocator: a page fault per 4 KiB read, the resilient mode's largest
-//! cost at 64 KiB (BENCHMARKS.md, "Read buffers reused"). Kept here
+//! cost at 64 KiB (BENCHMARKS.md, "Read buffers reused, and the hot
+//! path"). Kept here
 //! instead, the decoder moves between a few allocations that are free
 //! again by the time it comes back to them.
 
