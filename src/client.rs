@@ -376,12 +376,12 @@ enum ReadEnd {
 }
 
 impl<IO> SecureClient<IO> {
-    /// When the last read that brought bytes in returned (with stamping on).
     /// See [`FramedLink::reuse_read_buffers`](crate::link::FramedLink::reuse_read_buffers).
     pub(crate) fn reuse_read_buffers(&mut self) {
         self.framed.reuse_read_buffers();
     }
 
+    /// When the last read that brought bytes in returned (with stamping on).
     pub(crate) fn last_heard(&self) -> Option<tokio::time::Instant> {
         self.framed.get_ref().last_read()
     }

@@ -491,12 +491,12 @@ impl<IO> Drop for SecureServer<IO> {
 }
 
 impl<IO> SecureServer<IO> {
-    /// When the last read that brought bytes in returned (with stamping on).
     /// See [`FramedLink::reuse_read_buffers`](crate::link::FramedLink::reuse_read_buffers).
     pub(crate) fn reuse_read_buffers(&mut self) {
         self.link_mut().reuse_read_buffers();
     }
 
+    /// When the last read that brought bytes in returned (with stamping on).
     pub(crate) fn last_heard(&self) -> Option<tokio::time::Instant> {
         self.link().get_ref().last_read()
     }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -578,6 +579,30 @@ async fn fed_messages_go_out_at_32_at_64_kib_at_a_full_outbox_or_at_a_flush() {
     assert_eq!(
         receive(&mut other, 4).await,
         (0..4u8).map(|i| vec![i]).collect::<Vec<_>>()
+    );
+}
+
+/// The sink's `poll_ready` answers from a hint after a `start_send` that
+/// left room; once the session is over it still returns the error, as
+/// every call does.
+#[tokio::test(start_paused = true)]
+async fn after_the_peer_ends_the_session_poll_ready_refuses() {
+    let (connector, acceptor) = endpoints();
+    let (pipes, mut sessions) = Pipes::new(ResilientAcceptor::new(acceptor, config()).unwrap());
+    let resilient = ResilientConnector::new(connector, config()).unwrap();
+    let mut link = resilient.connect("localhost", pipes.dial()).unwrap();
+    within(link.send(Bytes::from("up"))).await.unwrap();
+    let mut session = within(sessions.recv()).await.unwrap();
+    assert_eq!(receive(&mut session, 1).await, ["up"]);
+    // Room left after this one: the hint is set.
+    within(link.feed(Bytes::from("fed"))).await.unwrap();
+
+    within(session.close()).await.unwrap();
+    assert!(within(link.next()).await.is_none(), "the session ended");
+    let ready = std::future::poll_fn(|cx| Poll::Ready(link.poll_ready_unpin(cx))).await;
+    assert!(
+        matches!(ready, Poll::Ready(Err(LinkError::SinkClosed))),
+        "{ready:?}"
     );
 }
 

@@ -131,9 +131,11 @@ impl HmacFrameCodec {
         let second_len = second_head.len() + second.len();
         self.check_len(first_len)?;
         self.check_len(second_len)?;
+        let prefix = self.mac_prefix_len();
         let mut second_mac = self.mac_for(Direction::Send, 1);
         let first_mac = self.start_mac(Direction::Send);
         update_interleaved_after(
+            prefix,
             first_mac,
             (first_head, first),
             &mut second_mac,

@@ -37,7 +37,9 @@
 //!   links, whose messages wait in a queue, also keep the allocations
 //!   such messages held and reuse them once those are gone: at most
 //!   1 MiB of them, none over 512 KiB, dropped when the link is idle
-//!   (`spares`). The limit on the first frame
+//!   (`spares`); the smallest kept one that is large enough stands in for
+//!   a fresh allocation, so such a link's read buffer may be larger than
+//!   the bound above, up to 512 KiB, but nothing is allocated for it. The limit on the first frame
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
 //!   that has not shown it holds the key can make it grow to. The
 //!   decoder never shrinks the buffer; the links of this crate swap a
@@ -267,10 +269,10 @@ impl Encoder<Bytes> for HmacFrameCodec {
 }
 
 impl HmacFrameCodec {
-    /// Keeps up to four read buffers left behind while messages handed out
-    /// still share them, of up to 512 KiB each, and reuses them once those
-    /// messages are gone (see [`spares`]): for a reader that queues what it
-    /// decodes for another task.
+    /// Keeps the read buffers left behind while messages handed out still
+    /// share them (up to 1 MiB of them, none over 512 KiB), and reuses
+    /// them once those messages are gone (see [`spares`]): for a reader
+    /// that queues what it decodes for another task.
     pub(crate) fn reuse_read_buffers(&mut self) {
         self.spares.enable();
     }

@@ -71,6 +71,14 @@ impl SessionBinding {
 }
 
 impl HmacFrameCodec {
+    /// Bytes a frame's MAC has hashed before its payload: the session-bound
+    /// prefix (direction label and counter), or none.
+    pub(super) fn mac_prefix_len(&self) -> usize {
+        self.session
+            .as_ref()
+            .map_or(0, |session| session.next(Direction::Send).0.len() + 8)
+    }
+
     /// A codec in the session-bound format ([`AuthMode::SessionBound`]) for
     /// one connection: keyed with `K = HMAC-SHA256(key, exporter)`, where
     /// `key` is this codec's key and `exporter` the connection's

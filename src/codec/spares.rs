@@ -59,6 +59,8 @@ impl Spares {
     pub(super) fn clear(&mut self) {
         self.buffers = VecDeque::new();
         self.bytes = 0;
+        // The link swaps its read buffer for an idle one at the same time.
+        self.current = None;
     }
 
     /// How many buffers are kept now.
@@ -67,13 +69,20 @@ impl Spares {
         self.buffers.len()
     }
 
-    /// An empty buffer with room for `size` bytes: a kept one that nothing
-    /// shares any more, or a new allocation of `size`.
+    /// An empty buffer with room for `size` bytes: the smallest kept one
+    /// that holds them and that nothing shares any more, or a new
+    /// allocation of `size`.
     pub(super) fn take(&mut self, size: usize) -> BytesMut {
-        let reusable = self
-            .buffers
-            .iter_mut()
-            .position(|(buffer, allocated)| *allocated >= size && buffer.try_reclaim(size));
+        let mut fitting: Vec<usize> = (0..self.buffers.len())
+            .filter(|&index| self.buffers[index].1 >= size)
+            .collect();
+        fitting.sort_by_key(|&index| self.buffers[index].1);
+        // Reclaimed whole: the buffer then starts where its allocation
+        // does, which `keep` relies on to recognise it.
+        let reusable = fitting.into_iter().find(|&index| {
+            let (buffer, allocated) = &mut self.buffers[index];
+            buffer.try_reclaim(*allocated)
+        });
         let (buffer, allocated) = match reusable.and_then(|index| self.buffers.remove(index)) {
             Some(kept) => {
                 self.bytes -= kept.1;

@@ -207,32 +207,35 @@ pub(super) fn tag_matches(mac: &mut Hmac<Sha256>, tag: &[u8]) -> bool {
 const BLOCK: usize = 64;
 
 /// As [`update_interleaved`], each after its `head` (the resilient mode's
-/// header): the head and as much of the data as completes its block go
+/// header), in MACs that have hashed `prefix` bytes since the key's
+/// block: the head and as much of the data as completes its block go
 /// first, so that the interleaved steps start on a block boundary and
 /// each hashes whole blocks straight from the data. (Started 19 bytes into
 /// a block, every 128-byte step went partly through the HMAC's block
 /// buffer, in two calls of one block each: about 10% more time in SHA-256
 /// for 1 KiB messages in the resilient mode, BENCHMARKS.md.)
 pub(super) fn update_interleaved_after(
+    prefix: usize,
     a: &mut Hmac<Sha256>,
     (a_head, a_data): (&[u8], &[u8]),
     b: &mut Hmac<Sha256>,
     (b_head, b_data): (&[u8], &[u8]),
 ) {
-    let a_data = complete_block(a, a_head, a_data);
-    let b_data = complete_block(b, b_head, b_data);
+    let a_data = complete_block(a, prefix, a_head, a_data);
+    let b_data = complete_block(b, prefix, b_head, b_data);
     update_interleaved(a, a_data, b, b_data);
 }
 
 /// Hashes `head` and then the start of `data` up to the end of the block
-/// `head` left open (after the key's block, so at `head.len()` into a
-/// block); the rest of `data`.
-fn complete_block<'a>(mac: &mut Hmac<Sha256>, head: &[u8], data: &'a [u8]) -> &'a [u8] {
-    if head.is_empty() {
-        return data;
-    }
+/// left open (`prefix` and `head` into it); the rest of `data`.
+fn complete_block<'a>(
+    mac: &mut Hmac<Sha256>,
+    prefix: usize,
+    head: &[u8],
+    data: &'a [u8],
+) -> &'a [u8] {
     mac.update(head);
-    let open = (BLOCK - head.len() % BLOCK) % BLOCK;
+    let open = (BLOCK - (prefix + head.len()) % BLOCK) % BLOCK;
     let (now, rest) = data.split_at(open.min(data.len()));
     mac.update(now);
     rest

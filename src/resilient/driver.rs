@@ -185,7 +185,15 @@ impl Future for Drive<'_> {
 
 /// Moves the core's events to the application's side.
 pub(crate) fn take_events(shared: &mut Shared) {
+    let waiting = shared.unread.len();
     shared.unread_bytes += shared.core.take_delivered(&mut shared.unread);
+    if shared.unread.len() > waiting
+        && let Some(reader) = shared.reader.take()
+    {
+        // Also when an error follows in the same pass (data, then the
+        // connection's end): the stream need not wait for the next one.
+        reader.wake();
+    }
     while let Some(event) = shared.core.poll_event() {
         match event {
             Event::Established {
@@ -202,5 +210,117 @@ pub(crate) fn take_events(shared: &mut Shared) {
             Event::RoundTrip(rtt) => shared.event(ResilientEvent::RoundTrip(rtt)),
             Event::Ended { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use bytes::Bytes;
+    use futures::{Sink, Stream};
+    use tokio::time::Instant;
+
+    use super::{Connection, drive};
+    use crate::LinkError;
+    use crate::codec::Head;
+    use crate::resilient::config::ResilientConfig;
+    use crate::resilient::link::{Shared, lock};
+    use crate::resilient::outbox::{MemoryOutbox, Outbox};
+    use crate::resilient::session::Session;
+    use crate::resilient::wire::{Hello, Message, SessionId};
+
+    /// A connection that yields the payloads it was given, then its end,
+    /// and takes whatever is sent.
+    struct Scripted(VecDeque<Bytes>);
+
+    impl Stream for Scripted {
+        type Item = Result<Bytes, LinkError>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    impl Sink<Bytes> for Scripted {
+        type Error = LinkError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, _: Bytes) -> Result<(), LinkError> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Connection for Scripted {
+        fn last_heard(&self) -> Option<Instant> {
+            None
+        }
+        fn start_send_parts(&mut self, _: Head, _: Bytes) -> Result<(), LinkError> {
+            Ok(())
+        }
+        fn reuse_read_buffers(&mut self) {}
+    }
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Data and then the connection's end, read in one pass: the stream
+    /// waiting for the data is woken, not left until a next connection.
+    #[tokio::test]
+    async fn data_read_in_the_pass_that_fails_wakes_the_waiting_stream() {
+        let config = ResilientConfig::new();
+        let id = SessionId([3; 16]);
+        let now = Instant::now().into_std();
+        let mut core = Session::server(
+            id,
+            config.clone(),
+            1 << 20,
+            Box::new(MemoryOutbox::default()) as Box<dyn Outbox>,
+            now,
+        );
+        core.connected(now);
+        let hello = Message::Hello {
+            first: 0,
+            ack: 0,
+            hello: Hello {
+                session: id,
+                resumed: false,
+                heartbeat_interval: config.heartbeat_interval,
+                dead_time: config.dead_time,
+            },
+        };
+        core.handle(now, hello.encode()).unwrap();
+        let shared: Arc<Mutex<Shared>> = Shared::new(core);
+        let woken = Arc::new(Flag(AtomicBool::new(false)));
+        lock(&shared).reader = Some(Waker::from(woken.clone()));
+
+        let data = Message::Data {
+            seq: 0,
+            ack: 0,
+            ack_now: false,
+            body: Bytes::from("the last words"),
+        };
+        let mut connection = Scripted(VecDeque::from([data.encode()]));
+        let outcome = drive(&shared, &mut connection).await;
+
+        assert!(matches!(outcome, Err(LinkError::Truncated)), "{outcome:?}");
+        assert_eq!(lock(&shared).unread, ["the last words"]);
+        assert!(woken.0.load(Ordering::SeqCst), "the stream was not woken");
     }
 }

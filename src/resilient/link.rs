@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -105,10 +106,7 @@ pub(crate) struct Shared {
     pub(crate) unread: VecDeque<Bytes>,
     /// The bytes in `unread`.
     pub(crate) unread_bytes: usize,
-    /// Messages (and bytes) the application's stream took from `unread` in
-    /// one batch and may not have handed out yet: they count against its
-    /// room until the stream takes the next batch.
-    in_hand: (usize, usize),
+
     pub(crate) events: VecDeque<ResilientEvent>,
     pub(crate) stats: ResilientStats,
     /// The error that ended the session, for the stream (taken once) and
@@ -117,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) stream_error_taken: bool,
     /// The driver stopped: nothing moves any more.
     pub(crate) finished: bool,
+    /// `finished`, for the sink's `poll_ready` to see without the lock.
+    ended: Arc<AtomicBool>,
     /// What a client that gave up did not get acknowledged.
     pub(crate) handed_back: Vec<Bytes>,
     /// What authorised the session's last connection (a server's
@@ -137,12 +137,12 @@ impl Shared {
             core,
             unread: VecDeque::new(),
             unread_bytes: 0,
-            in_hand: (0, 0),
             events: VecDeque::new(),
             stats: ResilientStats::default(),
             error: None,
             stream_error_taken: false,
             finished: false,
+            ended: Arc::default(),
             handed_back: Vec::new(),
             credentials: None,
             driver: None,
@@ -157,9 +157,14 @@ impl Shared {
     /// ([`MAX_UNREAD_MESSAGES`], [`MAX_UNREAD_BYTES`]).
     pub(crate) fn has_room(&self) -> bool {
         let (messages, bytes) = self.core.delivered();
-        let (held, held_bytes) = self.in_hand;
-        self.unread.len() + messages + held < MAX_UNREAD_MESSAGES
-            && self.unread_bytes + bytes + held_bytes < MAX_UNREAD_BYTES
+        self.unread.len() + messages < MAX_UNREAD_MESSAGES
+            && self.unread_bytes + bytes < MAX_UNREAD_BYTES
+    }
+
+    fn pop_unread(&mut self) -> Option<Bytes> {
+        let message = self.unread.pop_front()?;
+        self.unread_bytes -= message.len();
+        Some(message)
     }
 
     pub(crate) fn event(&mut self, event: ResilientEvent) {
@@ -182,6 +187,7 @@ impl Shared {
             self.error = error;
         }
         self.finished = true;
+        self.ended.store(true, Ordering::Release);
         self.wake_application();
     }
 
@@ -256,22 +262,21 @@ pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 pub struct ResilientLink {
     shared: Arc<Mutex<Shared>>,
     task: Option<JoinHandle<()>>,
-    /// The stream's batch: messages taken from the shared queue under one
-    /// lock, handed out one by one without it.
-    taken: VecDeque<Bytes>,
     /// The outbox had room after the last `start_send`: the next
-    /// `poll_ready` needs no lock (a failure since is `start_send`'s to
-    /// return).
+    /// `poll_ready` needs no lock, unless the session ended since
+    /// (`ended`).
     room: bool,
+    ended: Arc<AtomicBool>,
 }
 
 impl ResilientLink {
     pub(crate) fn new(shared: Arc<Mutex<Shared>>, task: JoinHandle<()>) -> Self {
+        let ended = lock(&shared).ended.clone();
         ResilientLink {
             shared,
             task: Some(task),
-            taken: VecDeque::new(),
             room: false,
+            ended,
         }
     }
 
@@ -423,7 +428,7 @@ impl Sink<Bytes> for ResilientLink {
     type Error = LinkError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        if self.room {
+        if self.room && !self.ended.load(Ordering::Acquire) {
             return Poll::Ready(Ok(()));
         }
         let mut shared = lock(&self.shared);
@@ -502,20 +507,13 @@ impl Stream for ResilientLink {
     type Item = Result<Bytes, LinkError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(message) = this.taken.pop_front() {
-            return Poll::Ready(Some(Ok(message)));
-        }
-        let mut shared = lock(&this.shared);
-        // The last batch is all handed out: take the next (or nothing).
+        let mut shared = lock(&self.shared);
         let full = !shared.has_room();
-        std::mem::swap(&mut this.taken, &mut shared.unread);
-        shared.in_hand = (this.taken.len(), std::mem::take(&mut shared.unread_bytes));
-        if full && shared.has_room() {
-            // Room again: the driver may read on.
-            shared.wake_driver();
-        }
-        if let Some(message) = this.taken.pop_front() {
+        if let Some(message) = shared.pop_unread() {
+            if full && shared.has_room() {
+                // Room again: the driver may read on.
+                shared.wake_driver();
+            }
             return Poll::Ready(Some(Ok(message)));
         }
         if shared.finished {
@@ -537,7 +535,7 @@ impl fmt::Debug for ResilientLink {
         let shared = lock(&self.shared);
         f.debug_struct("ResilientLink")
             .field("session", &shared.core)
-            .field("unread", &(shared.unread.len() + self.taken.len()))
+            .field("unread", &shared.unread.len())
             .field("finished", &shared.finished)
             .finish_non_exhaustive()
     }

@@ -277,7 +277,6 @@ impl Message {
     }
 }
 
-/// A frame's payload in one piece: `header` then `body`.
 /// The fields of a data message's header ([`Message::decode_data`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DataHeader {
@@ -298,6 +297,7 @@ fn header(kind: Kind, flags: u8, seq: u64, ack: u64) -> [u8; HEADER_LEN] {
     header
 }
 
+/// A frame's payload in one piece: `header` then `body`.
 pub(crate) fn join(header: &[u8], body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(header.len() + body.len());
     out.put_slice(header);
