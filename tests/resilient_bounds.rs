@@ -203,8 +203,9 @@ async fn a_reader_that_stops_holds_at_most_max_unread_bytes() {
     arrive_on_the_first_connection(&mut server, producer, COUNT).await;
 }
 
-/// The stream takes what waits in one batch and hands it out one by one:
-/// that batch still counts against the bound until it is handed out.
+/// A reader that takes one message and stops again: the driver reads one
+/// more in its place, no more (a stream that took what waits in one batch
+/// must still count it against the bound).
 async fn a_reader_that_takes_a_message_and_stops_again_holds_no_more() {
     const SIZE: usize = 64 * 1024;
     const COUNT: usize = 400;
