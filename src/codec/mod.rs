@@ -39,7 +39,8 @@
 //!   1 MiB of them, none over 512 KiB, dropped when the link is idle
 //!   (`spares`); the smallest kept one that is large enough stands in for
 //!   a fresh allocation, so such a link's read buffer may be larger than
-//!   the bound above, up to 512 KiB, but nothing is allocated for it. The limit on the first frame
+//!   the bound above, up to 512 KiB, but nothing is allocated for it.
+//!   The limit on the first frame
 //!   ([`HmacFrameCodec::with_max_first_frame_len`]) bounds what a peer
 //!   that has not shown it holds the key can make it grow to. The
 //!   decoder never shrinks the buffer; the links of this crate swap a
@@ -432,14 +433,21 @@ mod tests {
         ];
         // The resilient header (19 bytes), the longest head, and none; the
         // lengths around where a body completes its head's SHA-256 block
-        // (45 bytes after a 19-byte head), which the pair encoder hashes
-        // first.
+        // (45 bytes after a 19-byte head in the lab format, 34 after the
+        // session-bound prefix too), which the pair encoder hashes first.
         let heads = [
             Head::from_array(*b"nineteen-byte head!"),
             Head::from_array([0xa5; 32]),
             Head::EMPTY,
         ];
-        let lengths = [(0, 0), (1, 700), (44, 45), (46, 32), (4096, 65_536)];
+        let lengths = [
+            (0, 0),
+            (1, 700),
+            (44, 45),
+            (46, 33),
+            (34, 35),
+            (4096, 65_536),
+        ];
         let cases = pairs
             .iter()
             .flat_map(|pair| heads.iter().map(move |head| (pair.clone(), *head)));

@@ -59,7 +59,7 @@ impl Spares {
     pub(super) fn clear(&mut self) {
         self.buffers = VecDeque::new();
         self.bytes = 0;
-        // The link swaps its read buffer for an idle one at the same time.
+        // The link may swap its read buffer for an idle one meanwhile.
         self.current = None;
     }
 
@@ -73,16 +73,16 @@ impl Spares {
     /// that holds them and that nothing shares any more, or a new
     /// allocation of `size`.
     pub(super) fn take(&mut self, size: usize) -> BytesMut {
-        let mut fitting: Vec<usize> = (0..self.buffers.len())
-            .filter(|&index| self.buffers[index].1 >= size)
-            .collect();
-        fitting.sort_by_key(|&index| self.buffers[index].1);
         // Reclaimed whole: the buffer then starts where its allocation
         // does, which `keep` relies on to recognise it.
-        let reusable = fitting.into_iter().find(|&index| {
-            let (buffer, allocated) = &mut self.buffers[index];
-            buffer.try_reclaim(*allocated)
-        });
+        let mut reusable: Option<(usize, usize)> = None;
+        for (index, (buffer, allocated)) in self.buffers.iter_mut().enumerate() {
+            let smaller = reusable.is_none_or(|(_, best)| *allocated < best);
+            if *allocated >= size && smaller && buffer.try_reclaim(*allocated) {
+                reusable = Some((index, *allocated));
+            }
+        }
+        let reusable = reusable.map(|(index, _)| index);
         let (buffer, allocated) = match reusable.and_then(|index| self.buffers.remove(index)) {
             Some(kept) => {
                 self.bytes -= kept.1;

@@ -89,6 +89,21 @@ impl Future for Drive<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let outcome = this.pass(cx);
+        if let Poll::Ready(Err(_)) = outcome {
+            // A pass that fails may have delivered messages or taken in
+            // acknowledgements first: the stream and a flush waiting on
+            // them need not wait for the next connection.
+            lock(this.shared).wake_application();
+        }
+        outcome
+    }
+}
+
+impl Drive<'_> {
+    /// Passes until the connection takes nothing more and nothing is due.
+    fn pass(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ended, LinkError>> {
+        let this = self;
         loop {
             let mut shared = lock(this.shared);
             if this.closing {
@@ -185,15 +200,7 @@ impl Future for Drive<'_> {
 
 /// Moves the core's events to the application's side.
 pub(crate) fn take_events(shared: &mut Shared) {
-    let waiting = shared.unread.len();
     shared.unread_bytes += shared.core.take_delivered(&mut shared.unread);
-    if shared.unread.len() > waiting
-        && let Some(reader) = shared.reader.take()
-    {
-        // Also when an error follows in the same pass (data, then the
-        // connection's end): the stream need not wait for the next one.
-        reader.wake();
-    }
     while let Some(event) = shared.core.poll_event() {
         match event {
             Event::Established {
@@ -280,10 +287,12 @@ mod tests {
         }
     }
 
-    /// Data and then the connection's end, read in one pass: the stream
-    /// waiting for the data is woken, not left until a next connection.
+    /// Data that acknowledges everything this end sent, and then the
+    /// connection's end, read in one pass: the stream waiting for the data
+    /// and the flush waiting for the acknowledgement are woken, not left
+    /// until a next connection.
     #[tokio::test]
-    async fn data_read_in_the_pass_that_fails_wakes_the_waiting_stream() {
+    async fn a_pass_that_fails_wakes_the_stream_and_the_flush_for_what_it_took_in() {
         let config = ResilientConfig::new();
         let id = SessionId([3; 16]);
         let now = Instant::now().into_std();
@@ -306,13 +315,21 @@ mod tests {
             },
         };
         core.handle(now, hello.encode()).unwrap();
+        // One message of this end's out, not acknowledged yet.
+        core.send(Bytes::from("reply")).unwrap();
+        while core.poll_transmit_parts(now).unwrap().is_some() {}
+        assert!(!core.all_acked());
         let shared: Arc<Mutex<Shared>> = Shared::new(core);
-        let woken = Arc::new(Flag(AtomicBool::new(false)));
-        lock(&shared).reader = Some(Waker::from(woken.clone()));
+        let (reader, writer) = (
+            Arc::new(Flag(AtomicBool::new(false))),
+            Arc::new(Flag(AtomicBool::new(false))),
+        );
+        lock(&shared).reader = Some(Waker::from(reader.clone()));
+        lock(&shared).writer = Some(Waker::from(writer.clone()));
 
         let data = Message::Data {
             seq: 0,
-            ack: 0,
+            ack: 1,
             ack_now: false,
             body: Bytes::from("the last words"),
         };
@@ -321,6 +338,8 @@ mod tests {
 
         assert!(matches!(outcome, Err(LinkError::Truncated)), "{outcome:?}");
         assert_eq!(lock(&shared).unread, ["the last words"]);
-        assert!(woken.0.load(Ordering::SeqCst), "the stream was not woken");
+        assert!(lock(&shared).core.all_acked());
+        assert!(reader.0.load(Ordering::SeqCst), "the stream was not woken");
+        assert!(writer.0.load(Ordering::SeqCst), "the flush was not woken");
     }
 }

@@ -106,7 +106,6 @@ pub(crate) struct Shared {
     pub(crate) unread: VecDeque<Bytes>,
     /// The bytes in `unread`.
     pub(crate) unread_bytes: usize,
-
     pub(crate) events: VecDeque<ResilientEvent>,
     pub(crate) stats: ResilientStats,
     /// The error that ended the session, for the stream (taken once) and
