@@ -208,3 +208,73 @@ fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
     assert_eq!(cli_support::sample(&body, series), Some(1.0), "{body}");
     assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
 }
+
+/// `serve --resilient --client-ca FILE`: a SIGHUP after FILE names another
+/// CA ends the sessions whose client certificate it no longer verifies
+/// (`session_revoked`, counted as `client_ca_revoked`); the client's
+/// reconnect is refused in the handshake, and `send --resilient` stops
+/// saying so, without retrying. A reload of the same CA ends nothing.
+#[test]
+fn a_reload_that_replaces_the_client_ca_ends_the_resilient_sessions_it_no_longer_verifies() {
+    let ws = Workspace::new("resilient-revoke-ca");
+    std::fs::copy(ws.path("pki/ca.pem"), ws.path("client-ca.pem")).unwrap();
+    let metrics = format!("127.0.0.1:{}", cli_support::free_port());
+    let server = Server::start(
+        &ws,
+        &[
+            "--resilient",
+            "--client-ca",
+            &ws.arg("client-ca.pem"),
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
+    args.extend([
+        "--resilient".into(),
+        "--cert-chain".into(),
+        ws.arg("pki/client-client-chain.pem"),
+        "--private-key".into(),
+        ws.arg("pki/client-client-key.pem"),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut send = cli_support::Reaped(
+        secure_link(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut send_in = send.stdin.take().unwrap();
+    writeln!(send_in, "certified").unwrap();
+    assert_eq!(server.next_line(), "certified");
+
+    server.signal("-HUP");
+    server.wait_stderr("SIGHUP: reloaded");
+    writeln!(send_in, "after a reload of the same CA").unwrap();
+    assert_eq!(server.next_line(), "after a reload of the same CA");
+
+    let out = run(&["gen-certs", "--out", &ws.arg("pki2")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(ws.path("pki2/ca.pem"), ws.path("client-ca.pem")).unwrap();
+    server.signal("-HUP");
+    let revoked = server.wait_stderr("session_revoked");
+    assert!(revoked.contains("client_ca_revoked"), "{revoked}");
+    assert!(revoked.contains("after 2 messages"), "{revoked}");
+
+    // The reconnect fails in the handshake; send stops, not retrying.
+    let status = exit_within(&mut send, PATIENCE).expect("send --resilient stops");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("the server refused this client's certificate"),
+        "{stderr}"
+    );
+    drop(send_in);
+    let series = "secure_link_connections_closed_total{reason=\"client_ca_revoked\"}";
+    let body = cli_support::scrape_until(&metrics, &[(series, 1.0)]);
+    assert_eq!(cli_support::sample(&body, series), Some(1.0), "{body}");
+    assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
+}
