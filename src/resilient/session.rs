@@ -346,20 +346,19 @@ impl<O: Outbox> Session<O> {
     /// drops it (and a client retries only errors that can heal).
     pub(crate) fn handle(&mut self, now: Instant, payload: Bytes) -> Result<(), LinkError> {
         self.heard(now);
-        let message = match Message::decode_data(payload) {
-            // The hot path: data on an established session.
-            Ok((header, body)) if self.state == State::Established => {
-                self.handle_ack(header.ack)?;
-                return self.handle_data(now, header.seq, header.ack_now, body);
+        // The hot path: data on an established session, no `Message` built.
+        let payload = if self.state == State::Established {
+            match Message::decode_data(payload) {
+                Ok((header, body)) => {
+                    self.handle_ack(header.ack)?;
+                    return self.handle_data(now, header.seq, header.ack_now(), body);
+                }
+                Err(payload) => payload,
             }
-            Ok((header, body)) => Message::Data {
-                seq: header.seq,
-                ack: header.ack,
-                ack_now: header.ack_now,
-                body,
-            },
-            Err(payload) => Message::decode(payload)?,
+        } else {
+            payload
         };
+        let message = Message::decode(payload)?;
         if self.state == State::Disconnected {
             return Err(protocol("a message without a connection"));
         }

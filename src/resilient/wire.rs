@@ -170,47 +170,43 @@ impl Message {
     /// `payload` is a well-formed one: the hot path, which builds no
     /// `Message`. Anything else is given back whole, for
     /// [`decode`](Message::decode) to read or refuse.
-    pub(crate) fn decode_data(mut payload: Bytes) -> Result<(DataHeader, Bytes), Bytes> {
-        let Some(header) = payload.get(..HEADER_LEN) else {
-            return Err(payload);
-        };
-        if header[0] != VERSION || header[1] != Kind::Data as u8 || header[2] & !FLAG_ACK_NOW != 0 {
-            return Err(payload);
+    pub(crate) fn decode_data(mut payload: Bytes) -> Result<(Header, Bytes), Bytes> {
+        match Header::read(&payload) {
+            Some(header)
+                if header.version == VERSION
+                    && header.kind == Kind::Data as u8
+                    && header.flags & !FLAG_ACK_NOW == 0 =>
+            {
+                payload.advance(HEADER_LEN);
+                Ok((header, payload))
+            }
+            _ => Err(payload),
         }
-        let word = |at: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&header[at..at + 8]);
-            u64::from_be_bytes(bytes)
-        };
-        let data = DataHeader {
-            seq: word(3),
-            ack: word(11),
-            ack_now: header[2] & FLAG_ACK_NOW != 0,
-        };
-        payload.advance(HEADER_LEN);
-        Ok((data, payload))
     }
 
     /// Reads a frame's payload. Every malformed payload is
     /// [`LinkError::Protocol`]; a data body is a slice of `payload`, not a
     /// copy.
     pub(crate) fn decode(mut payload: Bytes) -> Result<Message, LinkError> {
-        if payload.len() < HEADER_LEN {
+        let Some(Header {
+            version,
+            kind,
+            flags,
+            seq,
+            ack,
+        }) = Header::read(&payload)
+        else {
             return Err(protocol(format!(
                 "a payload of {} bytes is shorter than the {HEADER_LEN}-byte header",
                 payload.len()
             )));
-        }
-        let version = payload.get_u8();
+        };
         if version != VERSION {
             return Err(protocol(format!(
                 "version {version}, this end speaks {VERSION}"
             )));
         }
-        let kind = payload.get_u8();
-        let flags = payload.get_u8();
-        let seq = payload.get_u64();
-        let ack = payload.get_u64();
+        payload.advance(HEADER_LEN);
         let empty = |message: Message, body: &Bytes| {
             if body.is_empty() {
                 Ok(message)
@@ -277,12 +273,40 @@ impl Message {
     }
 }
 
-/// The fields of a data message's header ([`Message::decode_data`]).
+/// The header's fields as they are on the wire, not checked yet: read by
+/// [`Header::read`], the only place they are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DataHeader {
+pub(crate) struct Header {
+    pub(crate) version: u8,
+    pub(crate) kind: u8,
+    pub(crate) flags: u8,
     pub(crate) seq: u64,
     pub(crate) ack: u64,
-    pub(crate) ack_now: bool,
+}
+
+impl Header {
+    /// The fields of the header `payload` starts with; `None` if it is
+    /// shorter than one.
+    fn read(payload: &[u8]) -> Option<Header> {
+        let header: &[u8; HEADER_LEN] = payload.get(..HEADER_LEN)?.try_into().ok()?;
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&header[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
+        Some(Header {
+            version: header[0],
+            kind: header[1],
+            flags: header[2],
+            seq: word(3),
+            ack: word(11),
+        })
+    }
+
+    /// A data message's flag: acknowledge it at once.
+    pub(crate) fn ack_now(&self) -> bool {
+        self.flags & FLAG_ACK_NOW != 0
+    }
 }
 
 /// The header's bytes, as drawn in the module docs: the only place they
@@ -328,6 +352,17 @@ pub(crate) fn protocol(reason: impl Into<String>) -> LinkError {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// A data message numbered 0 with no body, encoded.
+    fn empty_data() -> Bytes {
+        Message::Data {
+            seq: 0,
+            ack: 0,
+            ack_now: false,
+            body: Bytes::new(),
+        }
+        .encode()
+    }
 
     fn hello() -> Hello {
         Hello {
@@ -390,18 +425,15 @@ mod tests {
                 &Message::data_header(seq, ack, ack_now)[..]
             );
             let (header, read) = Message::decode_data(bytes).unwrap();
-            assert_eq!(header, DataHeader { seq, ack, ack_now });
+            assert_eq!(
+                (header.seq, header.ack, header.ack_now()),
+                (seq, ack, ack_now)
+            );
             assert_eq!(&read[..], body);
         }
         // Anything but a well-formed data message is given back whole,
         // for `decode` to read or refuse.
-        let data = Message::Data {
-            seq: 0,
-            ack: 0,
-            ack_now: false,
-            body: Bytes::new(),
-        }
-        .encode();
+        let data = empty_data();
         for other in [
             Message::Ack { ack: 1 }.encode(),
             Message::Heartbeat { nonce: 1, ack: 1 }.encode(),
@@ -450,13 +482,7 @@ mod tests {
             ([&good[..], b"x"].concat(), "with a body"),
             ([&good[..2], &[1u8][..], &good[3..]].concat(), "flags"),
         ];
-        let data = Message::Data {
-            seq: 0,
-            ack: 0,
-            ack_now: false,
-            body: Bytes::new(),
-        }
-        .encode();
+        let data = empty_data();
         cases.push((
             [&data[..2], &[2u8][..], &data[3..]].concat(),
             "unknown flags",
