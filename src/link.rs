@@ -311,9 +311,7 @@ impl<T> FramedLink<T> {
     pub(crate) fn reuse_read_buffers(&mut self) {
         self.framed.codec_mut().reuse_read_buffers();
     }
-}
 
-impl<T> FramedLink<T> {
     /// Called when the stream has found nothing to read. Grown buffers go
     /// at once when the link is read dry (every byte received decoded),
     /// unless one of them grew again within [`RELEASE_AFTER`] of the last

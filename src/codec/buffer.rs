@@ -68,9 +68,5 @@ fn grow_read_buffer(src: &mut BytesMut, ahead: usize, spares: &mut Spares) {
     if src.try_reclaim(ahead) {
         return;
     }
-    let previous = spares.current();
-    let mut fresh = spares.take((src.len() + ahead).max(MIN_READ_BUFFER));
-    fresh.extend_from_slice(src);
-    let old = std::mem::replace(src, fresh);
-    spares.keep(old, previous);
+    spares.replace(src, (src.len() + ahead).max(MIN_READ_BUFFER));
 }

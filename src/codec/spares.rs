@@ -9,9 +9,8 @@
 //! is handed back to the system and taken again in between by glibc's
 //! allocator: a page fault per 4 KiB read, the resilient mode's largest
 //! cost at 64 KiB (BENCHMARKS.md, "Read buffers reused, and the hot
-//! path"). Kept here
-//! instead, the decoder moves between a few allocations that are free
-//! again by the time it comes back to them.
+//! path"). Kept here instead, the decoder moves between a few
+//! allocations that are free again by the time it comes back to them.
 
 use std::collections::VecDeque;
 
@@ -69,10 +68,21 @@ impl Spares {
         self.buffers.len()
     }
 
+    /// Moves the bytes `src` holds to another buffer with room for `size`
+    /// (see [`take`](Self::take)), and keeps the one left behind (see
+    /// [`keep`](Self::keep)).
+    pub(super) fn replace(&mut self, src: &mut BytesMut, size: usize) {
+        let previous = self.current;
+        let mut fresh = self.take(size);
+        fresh.extend_from_slice(src);
+        let old = std::mem::replace(src, fresh);
+        self.keep(old, previous);
+    }
+
     /// An empty buffer with room for `size` bytes: the smallest kept one
     /// that holds them and that nothing shares any more, or a new
     /// allocation of `size`.
-    pub(super) fn take(&mut self, size: usize) -> BytesMut {
+    fn take(&mut self, size: usize) -> BytesMut {
         // Reclaimed whole: the buffer then starts where its allocation
         // does, which `keep` relies on to recognise it.
         let mut reusable: Option<(usize, usize)> = None;
@@ -82,8 +92,7 @@ impl Spares {
                 reusable = Some((index, *allocated));
             }
         }
-        let reusable = reusable.map(|(index, _)| index);
-        let (buffer, allocated) = match reusable.and_then(|index| self.buffers.remove(index)) {
+        let (buffer, allocated) = match reusable.and_then(|(index, _)| self.buffers.remove(index)) {
             Some(kept) => {
                 self.bytes -= kept.1;
                 kept
@@ -100,11 +109,11 @@ impl Spares {
         buffer
     }
 
-    /// `old`, the read buffer just replaced by one from [`take`](Self::take),
-    /// is kept if this pool handed it out (so its size is known) and that
-    /// is at most [`SPARE_MAX_LEN`]; the oldest kept go while more than
-    /// [`SPARE_BYTES`] are.
-    pub(super) fn keep(&mut self, mut old: BytesMut, previous: Option<(usize, usize)>) {
+    /// `old`, the read buffer just replaced, is kept if it is `previous`,
+    /// the one [`take`](Self::take) handed out before (so its size is
+    /// known), and that is at most [`SPARE_MAX_LEN`]; the oldest kept go
+    /// while more than [`SPARE_BYTES`] are.
+    fn keep(&mut self, mut old: BytesMut, previous: Option<(usize, usize)>) {
         let Some((start, allocated)) = previous else {
             return;
         };
@@ -143,12 +152,6 @@ impl Spares {
     #[cfg(test)]
     pub(super) fn allocated(&self) -> usize {
         self.allocated
-    }
-
-    /// The buffer [`take`](Self::take) handed out last, as [`keep`](Self::keep)
-    /// wants it.
-    pub(super) fn current(&self) -> Option<(usize, usize)> {
-        self.current
     }
 }
 

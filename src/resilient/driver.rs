@@ -103,17 +103,16 @@ impl Future for Drive<'_> {
 impl Drive<'_> {
     /// Passes until the connection takes nothing more and nothing is due.
     fn pass(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ended, LinkError>> {
-        let this = self;
         loop {
-            let mut shared = lock(this.shared);
-            if this.closing {
+            let mut shared = lock(self.shared);
+            if self.closing {
                 drop(shared);
                 // Bounded by the connection's own close and write limits.
-                let _ = futures::ready!(this.connection.poll_close_unpin(cx));
+                let _ = futures::ready!(self.connection.poll_close_unpin(cx));
                 return Poll::Ready(Ok(Ended));
             }
             let now = Instant::now();
-            if let Some(heard) = this.connection.last_heard() {
+            if let Some(heard) = self.connection.last_heard() {
                 shared.core.heard(heard.into_std());
             }
             // Read while the application has room.
@@ -122,7 +121,7 @@ impl Drive<'_> {
             }
             let mut read = Ok(());
             while shared.has_room() && !shared.core.is_ended() {
-                match this.connection.poll_next_unpin(cx) {
+                match self.connection.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(payload))) => {
                         if let Err(err) = shared.core.handle(now.into_std(), payload) {
                             read = Err(err);
@@ -151,9 +150,9 @@ impl Drive<'_> {
             // Send what the core has, as far as the connection takes it.
             let mut blocked = false;
             loop {
-                match this.connection.poll_ready_unpin(cx) {
+                match self.connection.poll_ready_unpin(cx) {
                     Poll::Ready(Ok(())) => match shared.core.poll_transmit_parts(now.into_std())? {
-                        Some((head, body)) => this.connection.start_send_parts(head, body)?,
+                        Some((head, body)) => self.connection.start_send_parts(head, body)?,
                         None => break,
                     },
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
@@ -163,12 +162,12 @@ impl Drive<'_> {
                     }
                 }
             }
-            if let Poll::Ready(Err(err)) = this.connection.poll_flush_unpin(cx) {
+            if let Poll::Ready(Err(err)) = self.connection.poll_flush_unpin(cx) {
                 return Poll::Ready(Err(err));
             }
             shared.wake_application();
             if shared.core.is_ended() {
-                this.closing = true;
+                self.closing = true;
                 continue;
             }
             shared.driver = Some(cx.waker().clone());
@@ -183,11 +182,11 @@ impl Drive<'_> {
             match deadline {
                 Some(at) => {
                     let at = Instant::from_std(at);
-                    if this.timer.deadline() != at {
-                        this.timer.as_mut().reset(at);
+                    if self.timer.deadline() != at {
+                        self.timer.as_mut().reset(at);
                     }
                     drop(shared);
-                    if this.timer.as_mut().poll(cx).is_ready() {
+                    if self.timer.as_mut().poll(cx).is_ready() {
                         continue;
                     }
                 }

@@ -112,9 +112,9 @@ pub(crate) struct Shared {
     /// the sink (every call).
     pub(crate) error: Option<LinkError>,
     pub(crate) stream_error_taken: bool,
-    /// The driver stopped: nothing moves any more.
-    pub(crate) finished: bool,
-    /// `finished`, for the sink's `poll_ready` to see without the lock.
+    /// The driver stopped: nothing moves any more ([`finished`](Shared::finished));
+    /// shared with the link, whose sink's `poll_ready` reads it without
+    /// the lock.
     ended: Arc<AtomicBool>,
     /// What a client that gave up did not get acknowledged.
     pub(crate) handed_back: Vec<Bytes>,
@@ -140,7 +140,6 @@ impl Shared {
             stats: ResilientStats::default(),
             error: None,
             stream_error_taken: false,
-            finished: false,
             ended: Arc::default(),
             handed_back: Vec::new(),
             credentials: None,
@@ -180,18 +179,22 @@ impl Shared {
         }
     }
 
+    /// Whether the driver stopped: nothing moves any more.
+    pub(crate) fn finished(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
     /// The session is over: wake everyone.
     pub(crate) fn finish(&mut self, error: Option<LinkError>) {
         if self.error.is_none() {
             self.error = error;
         }
-        self.finished = true;
         self.ended.store(true, Ordering::Release);
         self.wake_application();
     }
 
     pub(crate) fn wake_application(&mut self) {
-        if self.finished
+        if self.finished()
             && let Some(waker) = self.watcher.take()
         {
             waker.wake();
@@ -340,7 +343,7 @@ impl ResilientLink {
     /// The peer may have received some of them.
     pub fn take_unacked(&self) -> Vec<Bytes> {
         let mut shared = lock(&self.shared);
-        if !shared.finished {
+        if !shared.finished() {
             return Vec::new();
         }
         let mut messages = std::mem::take(&mut shared.handed_back);
@@ -353,7 +356,7 @@ impl ResilientLink {
             .error
             .as_ref()
             .map(LinkError::duplicate)
-            .or_else(|| shared.finished.then_some(LinkError::SinkClosed))
+            .or_else(|| shared.finished().then_some(LinkError::SinkClosed))
     }
 }
 
@@ -379,7 +382,7 @@ async fn next_event(shared: &Mutex<Shared>) -> Option<ResilientEvent> {
         if let Some(event) = shared.events.pop_front() {
             return Poll::Ready(Some(event));
         }
-        if shared.finished {
+        if shared.finished() {
             return Poll::Ready(None);
         }
         shared.watcher = Some(cx.waker().clone());
@@ -472,7 +475,7 @@ impl Sink<Bytes> for ResilientLink {
         if shared.core.all_acked() {
             return Poll::Ready(Ok(()));
         }
-        if shared.finished {
+        if shared.finished() {
             return Poll::Ready(Err(LinkError::SinkClosed));
         }
         // Woken once for what was queued since it last was: the driver
@@ -491,7 +494,7 @@ impl Sink<Bytes> for ResilientLink {
         if let Some(err) = &shared.error {
             return Poll::Ready(Err(err.duplicate()));
         }
-        if shared.finished {
+        if shared.finished() {
             return Poll::Ready(Ok(()));
         }
         shared.writer = Some(cx.waker().clone());
@@ -515,7 +518,7 @@ impl Stream for ResilientLink {
             }
             return Poll::Ready(Some(Ok(message)));
         }
-        if shared.finished {
+        if shared.finished() {
             if !shared.stream_error_taken {
                 shared.stream_error_taken = true;
                 if let Some(err) = &shared.error {
@@ -535,7 +538,7 @@ impl fmt::Debug for ResilientLink {
         f.debug_struct("ResilientLink")
             .field("session", &shared.core)
             .field("unread", &shared.unread.len())
-            .field("finished", &shared.finished)
+            .field("finished", &shared.finished())
             .finish_non_exhaustive()
     }
 }

@@ -379,7 +379,7 @@ async fn run(
                 }
             }
         };
-        if lock(&shared).finished {
+        if lock(&shared).finished() {
             // Evicted while this connection was on its way: it is
             // dropped, and the client starts anew.
             return;
