@@ -525,13 +525,13 @@ async fn a_client_that_gives_up_hands_back_what_was_not_acknowledged() {
 async fn fed_messages_go_out_at_32_at_64_kib_at_a_full_outbox_or_at_a_flush() {
     /// Far below every timer of the session (ack delay, heartbeats).
     const STANDSTILL: Duration = Duration::from_millis(1);
-    let (connector, acceptor) = endpoints();
-    let (pipes, mut sessions) = Pipes::new(ResilientAcceptor::new(acceptor, config()).unwrap());
-    let resilient = ResilientConnector::new(connector, config()).unwrap();
-    let mut link = resilient.connect("localhost", pipes.dial()).unwrap();
-    within(link.send(Bytes::from("up"))).await.unwrap();
-    let mut session = within(sessions.recv()).await.unwrap();
-    assert_eq!(receive(&mut session, 1).await, ["up"]);
+    let Piped {
+        pipes,
+        mut sessions,
+        resilient,
+        mut link,
+        mut session,
+    } = piped_session().await;
     /// Nothing arrives while time stands still.
     async fn held(session: &mut ResilientLink) -> bool {
         tokio::time::timeout(STANDSTILL, session.next())
@@ -582,11 +582,17 @@ async fn fed_messages_go_out_at_32_at_64_kib_at_a_full_outbox_or_at_a_flush() {
     );
 }
 
-/// The sink's `poll_ready` answers from a hint after a `start_send` that
-/// left room; once the session is over it still returns the error, as
-/// every call does.
-#[tokio::test(start_paused = true)]
-async fn after_the_peer_ends_the_session_poll_ready_refuses() {
+/// A session over in-memory pipes with [`config`], its first message
+/// ("up") delivered.
+struct Piped {
+    pipes: Pipes,
+    sessions: mpsc::UnboundedReceiver<ResilientLink>,
+    resilient: ResilientConnector,
+    link: ResilientLink,
+    session: ResilientLink,
+}
+
+async fn piped_session() -> Piped {
     let (connector, acceptor) = endpoints();
     let (pipes, mut sessions) = Pipes::new(ResilientAcceptor::new(acceptor, config()).unwrap());
     let resilient = ResilientConnector::new(connector, config()).unwrap();
@@ -594,6 +600,25 @@ async fn after_the_peer_ends_the_session_poll_ready_refuses() {
     within(link.send(Bytes::from("up"))).await.unwrap();
     let mut session = within(sessions.recv()).await.unwrap();
     assert_eq!(receive(&mut session, 1).await, ["up"]);
+    Piped {
+        pipes,
+        sessions,
+        resilient,
+        link,
+        session,
+    }
+}
+
+/// The sink's `poll_ready` answers from a hint after a `start_send` that
+/// left room; once the session is over it still returns the error, as
+/// every call does.
+#[tokio::test(start_paused = true)]
+async fn after_the_peer_ends_the_session_poll_ready_refuses() {
+    let Piped {
+        mut link,
+        mut session,
+        ..
+    } = piped_session().await;
     // Room left after this one: the hint is set.
     within(link.feed(Bytes::from("fed"))).await.unwrap();
 

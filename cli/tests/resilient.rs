@@ -132,6 +132,46 @@ fn idle_timeout_never_ends_a_quiet_resilient_link_whose_heartbeats_arrive() {
     assert_eq!(server.count_stderr("session_opened"), 1);
 }
 
+/// `send --resilient` to `server` with `key` and `extra` arguments, its
+/// stdin piped (for the lines to send), what it says kept.
+fn spawn_resilient_send(
+    ws: &Workspace,
+    server: &Server,
+    key: &str,
+    extra: &[String],
+) -> cli_support::Reaped {
+    let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
+    args.push("--resilient".into());
+    args.extend_from_slice(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli_support::Reaped(
+        secure_link(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for `send` to stop with exit code 1, and returns what it said.
+fn stopped_with_error(send: &mut cli_support::Reaped) -> String {
+    let status = exit_within(send, PATIENCE).expect("send --resilient stops");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
+}
+
+/// After a revocation: serve counted one connection closed for `reason`
+/// and printed nothing more.
+fn revoked_once(server: &Server, metrics: &str, reason: &str) {
+    let series = format!("secure_link_connections_closed_total{{reason=\"{reason}\"}}");
+    let body = cli_support::scrape_until(metrics, &[(series.as_str(), 1.0)]);
+    assert_eq!(cli_support::sample(&body, &series), Some(1.0), "{body}");
+    assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
+}
+
 /// `serve --resilient --hmac-key A --hmac-key B`: a SIGHUP after B's file
 /// holds another key ends the sessions bound to B at once (as it closes
 /// plain links pinned to it), logged and counted `key_revoked`; the
@@ -153,24 +193,11 @@ fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
             &metrics,
         ],
     );
-    let spawn_send = |key: &str| {
-        let mut args = ws.send_args(&server.addr, key, "pki/ca.pem");
-        args.push("--resilient".into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli_support::Reaped(
-            secure_link(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let mut kept = spawn_send("key.hex");
+    let mut kept = spawn_resilient_send(&ws, &server, "key.hex", &[]);
     let mut kept_in = kept.stdin.take().unwrap();
     writeln!(kept_in, "kept").unwrap();
     assert_eq!(server.next_line(), "kept");
-    let mut bound = spawn_send("other-key.hex");
+    let mut bound = spawn_resilient_send(&ws, &server, "other-key.hex", &[]);
     let mut bound_in = bound.stdin.take().unwrap();
     writeln!(bound_in, "bound").unwrap();
     assert_eq!(server.next_line(), "bound");
@@ -190,10 +217,7 @@ fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
     assert!(revoked.contains("after 2 messages"), "{revoked}");
 
     // The client learns it: its reconnect is refused, it stops.
-    let status = exit_within(&mut bound, PATIENCE).expect("send --resilient stops");
-    assert_eq!(status.code(), Some(1));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut bound.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = stopped_with_error(&mut bound);
     assert!(stderr.contains("HMAC"), "{stderr}");
     drop(bound_in);
 
@@ -203,10 +227,7 @@ fn a_reload_that_removes_a_key_ends_the_resilient_sessions_bound_to_it() {
     drop(kept_in);
     let status = exit_within(&mut kept, PATIENCE).expect("send exits");
     assert!(status.success());
-    let series = "secure_link_connections_closed_total{reason=\"key_revoked\"}";
-    let body = cli_support::scrape_until(&metrics, &[(series, 1.0)]);
-    assert_eq!(cli_support::sample(&body, series), Some(1.0), "{body}");
-    assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
+    revoked_once(&server, &metrics, "key_revoked");
 }
 
 /// `serve --resilient --client-ca FILE`: a SIGHUP after FILE names another
@@ -229,23 +250,13 @@ fn a_reload_that_replaces_the_client_ca_ends_the_resilient_sessions_it_no_longer
             &metrics,
         ],
     );
-    let mut args = ws.send_args(&server.addr, "key.hex", "pki/ca.pem");
-    args.extend([
-        "--resilient".into(),
+    let certificate = [
         "--cert-chain".into(),
         ws.arg("pki/client-client-chain.pem"),
         "--private-key".into(),
         ws.arg("pki/client-client-key.pem"),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut send = cli_support::Reaped(
-        secure_link(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    ];
+    let mut send = spawn_resilient_send(&ws, &server, "key.hex", &certificate);
     let mut send_in = send.stdin.take().unwrap();
     writeln!(send_in, "certified").unwrap();
     assert_eq!(server.next_line(), "certified");
@@ -264,17 +275,11 @@ fn a_reload_that_replaces_the_client_ca_ends_the_resilient_sessions_it_no_longer
     assert!(revoked.contains("after 2 messages"), "{revoked}");
 
     // The reconnect fails in the handshake; send stops, not retrying.
-    let status = exit_within(&mut send, PATIENCE).expect("send --resilient stops");
-    assert_eq!(status.code(), Some(1));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = stopped_with_error(&mut send);
     assert!(
         stderr.contains("the server refused this client's certificate"),
         "{stderr}"
     );
     drop(send_in);
-    let series = "secure_link_connections_closed_total{reason=\"client_ca_revoked\"}";
-    let body = cli_support::scrape_until(&metrics, &[(series, 1.0)]);
-    assert_eq!(cli_support::sample(&body, series), Some(1.0), "{body}");
-    assert!(server.stdout.try_recv().is_err(), "nothing printed twice");
+    revoked_once(&server, &metrics, "client_ca_revoked");
 }
