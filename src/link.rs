@@ -430,3 +430,58 @@ pub(crate) fn connection_codec<D>(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::Encoder;
+
+    use super::framed;
+    use crate::HmacFrameCodec;
+
+    /// One poll of `link`'s stream.
+    async fn read_dry<T>(
+        link: &mut super::FramedLink<T>,
+    ) -> std::task::Poll<Option<Result<Bytes, crate::LinkError>>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        std::future::poll_fn(|cx| std::task::Poll::Ready(link.poll_next_unpin(cx))).await
+    }
+
+    /// The read buffers a link keeps for reuse go when it is read dry, as
+    /// its grown read buffer does (SECURITY.md, "What a peer can hold").
+    #[tokio::test(start_paused = true)]
+    async fn a_link_read_dry_drops_the_read_buffers_it_kept() {
+        let key = b"a key for the spares test".to_vec();
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut link = framed(near, HmacFrameCodec::new(key.clone()));
+        link.reuse_read_buffers();
+        let mut wire = BytesMut::new();
+        let mut encoder = HmacFrameCodec::new(key);
+        for i in 0..8u8 {
+            encoder
+                .encode(Bytes::from(vec![i; 64 * 1024]), &mut wire)
+                .unwrap();
+        }
+        far.write_all(&wire).await.unwrap();
+
+        // Messages kept while more arrive: their buffers are kept too.
+        let mut held = Vec::new();
+        for _ in 0..7 {
+            held.push(link.next().await.unwrap().unwrap());
+        }
+        assert!(link.framed.codec().spare_read_buffers() > 0);
+        held.push(link.next().await.unwrap().unwrap());
+        // Read dry; busy with large frames, so the buffers go a second
+        // later (`RELEASE_AFTER`), on the reader's timer.
+        assert!(read_dry(&mut link).await.is_pending());
+        tokio::time::sleep(super::RELEASE_AFTER).await;
+        assert!(read_dry(&mut link).await.is_pending());
+        assert_eq!(link.framed.codec().spare_read_buffers(), 0);
+        assert_eq!(held.len(), 8);
+    }
+}
