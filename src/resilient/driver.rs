@@ -223,6 +223,7 @@ pub(crate) fn take_events(shared: &mut Shared) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::collections::VecDeque;
+    use std::future::Future;
     use std::pin::Pin;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -236,7 +237,7 @@ mod tests {
     use crate::LinkError;
     use crate::codec::Head;
     use crate::resilient::config::ResilientConfig;
-    use crate::resilient::link::{Shared, lock};
+    use crate::resilient::link::{MAX_UNREAD_MESSAGES, Shared, lock};
     use crate::resilient::outbox::{MemoryOutbox, Outbox};
     use crate::resilient::session::Session;
     use crate::resilient::wire::{Hello, Message, SessionId};
@@ -290,8 +291,8 @@ mod tests {
     /// connection's end, read in one pass: the stream waiting for the data
     /// and the flush waiting for the acknowledgement are woken, not left
     /// until a next connection.
-    #[tokio::test]
-    async fn a_pass_that_fails_wakes_the_stream_and_the_flush_for_what_it_took_in() {
+    /// A server's session core, its client's hello handled.
+    fn established() -> Session<Box<dyn Outbox>> {
         let config = ResilientConfig::new();
         let id = SessionId([3; 16]);
         let now = Instant::now().into_std();
@@ -314,6 +315,42 @@ mod tests {
             },
         };
         core.handle(now, hello.encode()).unwrap();
+        core
+    }
+
+    /// The client's data message `seq`, acknowledging `ack`.
+    fn data(seq: u64, ack: u64, body: &'static str) -> Bytes {
+        Message::Data {
+            seq,
+            ack,
+            ack_now: false,
+            body: Bytes::from(body),
+        }
+        .encode()
+    }
+
+    /// However much one pass could read, it stops once the application's
+    /// queue is full: what the core delivers during the pass counts before
+    /// it reaches the queue.
+    #[tokio::test]
+    async fn one_pass_reads_no_more_than_the_application_has_room_for() {
+        let shared = Shared::new(established());
+        let waiting: VecDeque<Bytes> = (0..MAX_UNREAD_MESSAGES as u64 + 10)
+            .map(|seq| data(seq, 0, "m"))
+            .collect();
+        let mut connection = Scripted(waiting);
+        let mut driving = Box::pin(drive(&shared, &mut connection));
+        let poll = std::future::poll_fn(|cx| Poll::Ready(driving.as_mut().poll(cx))).await;
+        assert!(poll.is_pending(), "{poll:?}");
+        drop(driving);
+        assert_eq!(lock(&shared).unread.len(), MAX_UNREAD_MESSAGES);
+        assert_eq!(connection.0.len(), 10, "left unread");
+    }
+
+    #[tokio::test]
+    async fn a_pass_that_fails_wakes_the_stream_and_the_flush_for_what_it_took_in() {
+        let now = Instant::now().into_std();
+        let mut core = established();
         // One message of this end's out, not acknowledged yet.
         core.send(Bytes::from("reply")).unwrap();
         while core.poll_transmit_parts(now).unwrap().is_some() {}
@@ -326,13 +363,7 @@ mod tests {
         lock(&shared).reader = Some(Waker::from(reader.clone()));
         lock(&shared).writer = Some(Waker::from(writer.clone()));
 
-        let data = Message::Data {
-            seq: 0,
-            ack: 1,
-            ack_now: false,
-            body: Bytes::from("the last words"),
-        };
-        let mut connection = Scripted(VecDeque::from([data.encode()]));
+        let mut connection = Scripted(VecDeque::from([data(0, 1, "the last words")]));
         let outcome = drive(&shared, &mut connection).await;
 
         assert!(matches!(outcome, Err(LinkError::Truncated)), "{outcome:?}");
