@@ -290,6 +290,25 @@ mod tests {
         assert_eq!(prompt.most_kept, 0);
     }
 
+    /// Of the kept buffers that fit, the smallest stands in (the codec's
+    /// docs: a kept buffer may be larger than a fresh one would be, but
+    /// no larger than it must).
+    #[test]
+    fn the_smallest_kept_buffer_that_fits_is_reused() {
+        const KIB: usize = 1024;
+        let mut spares = super::Spares::default();
+        spares.enable();
+        let mut src = BytesMut::new();
+        spares.replace(&mut src, 32 * KIB);
+        spares.replace(&mut src, 512 * KIB); // keeps the 32 KiB one
+        spares.replace(&mut src, 64 * KIB); // keeps the 512 KiB one
+        assert_eq!(spares.len(), 2);
+        assert_eq!(spares.allocated(), 3);
+        spares.replace(&mut src, 16 * KIB);
+        assert_eq!(src.capacity(), 32 * KIB);
+        assert_eq!(spares.allocated(), 3, "reused, not allocated");
+    }
+
     #[test]
     fn a_clone_keeps_no_buffers_and_clear_drops_them() {
         let mut decoder = HmacFrameCodec::new(vec![7u8; 32]);
