@@ -623,15 +623,7 @@ impl<O: Outbox> Session<O> {
         self.told = self.expected;
         self.ack_due = None;
         self.last_sent = now;
-        let (header, body) = match message {
-            Message::Data {
-                seq,
-                ack,
-                ack_now,
-                body,
-            } => (Message::data_header(seq, ack, ack_now), body),
-            other => other.encode_parts(),
-        };
+        let (header, body) = message.encode_parts();
         Ok(Some((Head::from_array(header), body)))
     }
 
